@@ -1,0 +1,528 @@
+"""Native test servers: Kafka with ZooKeeper, PostgreSQL and FerretDB, on 127.0.0.1.
+
+Why this exists: the machines that build and test this project have no Docker engine, and a mock
+proves nothing about Kafka offsets or database transactions. So the tests run against the same
+servers the compose file runs, started natively:
+
+- Kafka 3.9.1 + ZooKeeper (the version Confluent Platform 7.9 ships), jars from Maven Central
+  laid out by ``mvn dependency:copy-dependencies``, run on the machine's Java;
+- PostgreSQL from Debian's packages, in a throwaway cluster made with ``initdb``;
+- FerretDB 1.x (MongoDB wire protocol, SQLite backend), built with Go from its published module.
+
+Downloads and builds are cached under ``$STREAMLAB_CACHE`` (default ``~/.cache/streamlab``), so a
+fresh clone reuses them and a second run starts in seconds. Server data and logs live under
+``$STREAMLAB_RUN`` (default ``/tmp/streamlab-<uid>``). A server that is already reachable on its
+port (a previous run, or the compose stack) is left alone.
+
+Usage: ``python -m tests.harness {up,down,status,env,reset,start NAME,stop NAME}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_VERSION = "3.9.1"
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+FERRETDB_VERSION = "v1.24.2"
+
+HOST = "127.0.0.1"
+ZOOKEEPER_PORT = int(os.environ.get("STREAMLAB_ZOOKEEPER_PORT", "12181"))
+KAFKA_PORT = int(os.environ.get("STREAMLAB_KAFKA_PORT", "19092"))
+POSTGRES_PORT = int(os.environ.get("STREAMLAB_POSTGRES_PORT", "15432"))
+FERRETDB_PORT = int(os.environ.get("STREAMLAB_FERRETDB_PORT", "27217"))
+POSTGRES_DB = "quotes"
+POSTGRES_USER = "lab"
+
+
+class HarnessError(RuntimeError):
+    """A server could not be installed or started; the message says which and where to look."""
+
+
+def cache_dir() -> Path:
+    """Downloads and builds, shared by every clone on the machine."""
+    return Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
+
+
+def run_dir() -> Path:
+    """Server data, logs and pid files.
+
+    Outside the home directory on purpose: PostgreSQL refuses to run as root, so its cluster is
+    owned by the ``postgres`` user, who must be able to reach the folder.
+    """
+    path = Path(os.environ.get("STREAMLAB_RUN", f"/tmp/streamlab-{os.getuid()}"))
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+    return path
+
+
+def log(message: str) -> None:
+    print(f"[harness] {message}", flush=True)
+
+
+def is_listening(port: int, host: str = HOST) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(what: str, ready: Callable[[], bool], timeout_s: float, logfile: Path) -> None:
+    """Poll ``ready`` until it holds or the deadline passes; a failure points at the log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.3)
+    tail = logfile.read_text(errors="replace").splitlines()[-15:] if logfile.exists() else []
+    raise HarnessError(
+        f"{what} not ready after {timeout_s:.0f}s; last lines of {logfile}:\n" + "\n".join(tail)
+    )
+
+
+def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a setup command; on failure raise with its output instead of a traceback."""
+    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise HarnessError(
+            f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stdout}{result.stderr}"
+        )
+    return result
+
+
+def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> None:
+    """Start a long-running server in its own session, logging to ``<run>/<name>.log``."""
+    logfile = run_dir() / f"{name}.log"
+    with logfile.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    (run_dir() / f"{name}.pid").write_text(str(proc.pid))
+
+
+def terminate(name: str, timeout_s: float = 20.0) -> None:
+    """Stop a server started by :func:`spawn`: SIGTERM its group, SIGKILL after the timeout."""
+    pidfile = run_dir() / f"{name}.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink()
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+
+
+# --- Kafka and ZooKeeper -------------------------------------------------------------------------
+
+
+def kafka_libs() -> Path:
+    """The broker's jars, copied from Maven Central once per machine."""
+    libs = cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise HarnessError("mvn not found: install Maven (apt-get install maven)")
+    log(f"downloading Kafka {KAFKA_VERSION} jars (first run only)")
+    shutil.rmtree(libs, ignore_errors=True)
+    run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(REPO / "tests" / "harness" / "kafka" / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={KAFKA_VERSION}",
+            f"-DoutputDirectory={libs}",
+        ]
+    )
+    marker.touch()
+    return libs
+
+
+def java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise HarnessError("java not found: install a JDK 17 (apt-get install openjdk-17-jre)")
+    return found
+
+
+def write_properties(path: Path, values: dict[str, object]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+
+def start_zookeeper() -> None:
+    libs = kafka_libs()
+    home = run_dir() / "zookeeper"
+    home.mkdir(exist_ok=True)
+    conf = home / "zookeeper.properties"
+    write_properties(
+        conf,
+        {
+            "dataDir": home / "data",
+            "clientPort": ZOOKEEPER_PORT,
+            "clientPortAddress": HOST,
+            "maxClientCnxns": 0,
+            "admin.enableServer": "false",
+        },
+    )
+    log4j = write_log4j(home)
+    spawn(
+        "zookeeper",
+        [
+            java(),
+            "-Xmx256m",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-cp",
+            f"{libs}/*",
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(conf),
+        ],
+    )
+    wait_until("ZooKeeper", lambda: is_listening(ZOOKEEPER_PORT), 60, run_dir() / "zookeeper.log")
+
+
+def write_log4j(home: Path) -> Path:
+    """Console logging at INFO for the server, WARN for the chatty parts."""
+    path = home / "log4j.properties"
+    path.write_text(
+        "log4j.rootLogger=INFO, stdout\n"
+        "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        "log4j.logger.org.apache.zookeeper=WARN\n"
+        "log4j.logger.kafka.request.logger=WARN\n"
+        "log4j.logger.state.change.logger=WARN\n"
+        "log4j.logger.kafka.log.LogCleaner=WARN\n"
+    )
+    return path
+
+
+def start_kafka() -> None:
+    libs = kafka_libs()
+    home = run_dir() / "kafka"
+    home.mkdir(exist_ok=True)
+    conf = home / "server.properties"
+    write_properties(
+        conf,
+        {
+            "broker.id": 0,
+            "listeners": f"PLAINTEXT://{HOST}:{KAFKA_PORT}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{KAFKA_PORT}",
+            "zookeeper.connect": f"{HOST}:{ZOOKEEPER_PORT}",
+            "log.dirs": home / "data",
+            "num.partitions": 1,
+            "offsets.topic.replication.factor": 1,
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "true",
+            "delete.topic.enable": "true",
+        },
+    )
+    log4j = write_log4j(home)
+    logfile = run_dir() / "kafka.log"
+    started_at = logfile.stat().st_size if logfile.exists() else 0
+    spawn(
+        "kafka",
+        [
+            java(),
+            "-Xms256m",
+            "-Xmx1g",
+            f"-Dlog4j.configuration=file:{log4j}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.Kafka",
+            str(conf),
+        ],
+    )
+
+    def started() -> bool:
+        with logfile.open("rb") as handle:
+            handle.seek(started_at)
+            return b"started (kafka.server.KafkaServer)" in handle.read()
+
+    wait_until("Kafka", lambda: started() and is_listening(KAFKA_PORT), 120, logfile)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def postgres_bin() -> Path:
+    """The newest PostgreSQL from Debian's packages."""
+    versions = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name),
+    )
+    if not versions:
+        raise HarnessError("PostgreSQL server not found: apt-get install postgresql")
+    return versions[-1]
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root, so root runs it as the Debian ``postgres`` user."""
+    if os.getuid() != 0:
+        return cmd
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def postgres_password_file() -> Path:
+    return run_dir() / "postgres" / "password"
+
+
+def start_postgres() -> None:
+    bindir = postgres_bin()
+    home = run_dir() / "postgres"
+    data = home / "data"
+    if not (data / "PG_VERSION").exists():
+        log(f"creating a throwaway PostgreSQL {bindir.parent.name} cluster in {data}")
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(mode=0o700)
+        if os.getuid() == 0:
+            shutil.chown(home, "postgres", "postgres")
+        password = secrets.token_urlsafe(18)
+        pwfile = home / "password"
+        pwfile.write_text(password + "\n")
+        if os.getuid() == 0:
+            shutil.chown(pwfile, "postgres", "postgres")
+        run(
+            as_postgres(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    POSTGRES_USER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]
+            )
+        )
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                f"listen_addresses = '{HOST}'\n"
+                f"port = {POSTGRES_PORT}\n"
+                f"unix_socket_directories = '{home}'\n"
+                "max_connections = 200\n"
+            )
+    logfile = home / "server.log"  # inside the cluster's folder, which the postgres user owns
+    run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "start"]))
+    wait_until("PostgreSQL", lambda: is_listening(POSTGRES_PORT), 30, logfile)
+    ensure_database(bindir)
+
+
+def ensure_database(bindir: Path) -> None:
+    """The database the consumer writes to; tests make their own beside it."""
+    env = {**os.environ, "PGPASSWORD": postgres_password()}
+    args = ["-h", HOST, "-p", str(POSTGRES_PORT), "-U", POSTGRES_USER]
+    created = subprocess.run(
+        [str(bindir / "createdb"), *args, POSTGRES_DB], env=env, capture_output=True, text=True
+    )
+    if created.returncode != 0 and "already exists" not in created.stderr:
+        raise HarnessError(f"createdb {POSTGRES_DB} failed: {created.stderr.strip()}")
+
+
+def postgres_password() -> str:
+    path = postgres_password_file()
+    return path.read_text().strip() if path.exists() else ""
+
+
+def stop_postgres() -> None:
+    data = run_dir() / "postgres" / "data"
+    if (data / "postmaster.pid").exists():
+        subprocess.run(
+            as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
+
+
+# --- FerretDB ------------------------------------------------------------------------------------
+
+
+def ferretdb_binary() -> Path:
+    """Build FerretDB from its published Go module, once per machine.
+
+    ``go install module@version`` builds a binary that panics at start, because the module ships
+    an empty ``build/version/version.txt`` that its own build tooling fills in. So the harness
+    copies the module source out of the Go module cache, writes the version, and builds it.
+    """
+    home = cache_dir() / f"ferretdb-{FERRETDB_VERSION}"
+    binary = home / "bin" / "ferretdb"
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise HarnessError("go not found: install Go >= 1.22 to build FerretDB")
+    log(f"building FerretDB {FERRETDB_VERSION} from its Go module (first run only)")
+    info = run(["go", "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"])
+    module_dir = Path(json.loads(info.stdout)["Dir"])
+    src = home / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(module_dir, src)
+    for path in [src, *src.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
+    run(["go", "build", "-o", str(binary), "./cmd/ferretdb"], cwd=src)
+    shutil.rmtree(src)
+    return binary
+
+
+def start_ferretdb() -> None:
+    binary = ferretdb_binary()
+    home = run_dir() / "ferretdb"
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    spawn(
+        "ferretdb",
+        [
+            str(binary),
+            "--handler=sqlite",
+            f"--sqlite-url=file:{home / 'data'}/",
+            f"--state-dir={home}",
+            f"--listen-addr={HOST}:{FERRETDB_PORT}",
+            "--debug-addr=-",
+            "--telemetry=disable",
+            "--log-level=warn",
+        ],
+    )
+    wait_until("FerretDB", lambda: is_listening(FERRETDB_PORT), 30, run_dir() / "ferretdb.log")
+
+
+# --- The servers as a whole ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    port: int
+    start: Callable[[], None]
+    stop: Callable[[], None]
+
+
+SERVERS = [
+    Server("zookeeper", ZOOKEEPER_PORT, start_zookeeper, lambda: terminate("zookeeper")),
+    Server("kafka", KAFKA_PORT, start_kafka, lambda: terminate("kafka", timeout_s=30)),
+    Server("postgres", POSTGRES_PORT, start_postgres, stop_postgres),
+    Server("ferretdb", FERRETDB_PORT, start_ferretdb, lambda: terminate("ferretdb")),
+]
+BY_NAME = {server.name: server for server in SERVERS}
+
+
+def endpoints() -> dict[str, str]:
+    """The settings the consumer and the tests use to reach the harness servers."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{KAFKA_PORT}",
+        "POSTGRES_HOST": HOST,
+        "POSTGRES_PORT": str(POSTGRES_PORT),
+        "POSTGRES_DB": POSTGRES_DB,
+        "POSTGRES_USER": POSTGRES_USER,
+        "POSTGRES_PASSWORD": postgres_password(),
+        "MONGO_URI": f"mongodb://{HOST}:{FERRETDB_PORT}/",
+    }
+
+
+def env_file() -> Path:
+    return run_dir() / "servers.env"
+
+
+def write_env_file() -> Path:
+    path = env_file()
+    path.write_text("".join(f"{key}={value}\n" for key, value in endpoints().items()))
+    return path
+
+
+def up(names: list[str]) -> None:
+    """Start every named server that is not reachable yet, in dependency order."""
+    started = time.monotonic()
+    for server in SERVERS:
+        if server.name not in names:
+            continue
+        if is_listening(server.port):
+            log(f"{server.name}: already listening on {HOST}:{server.port}")
+            continue
+        t0 = time.monotonic()
+        server.start()
+        log(f"{server.name}: started on {HOST}:{server.port} in {time.monotonic() - t0:.1f}s")
+    log(f"servers up in {time.monotonic() - started:.1f}s; settings in {write_env_file()}")
+
+
+def down(names: list[str]) -> None:
+    for server in reversed(SERVERS):
+        if server.name in names:
+            server.stop()
+            log(f"{server.name}: stopped")
+
+
+def status() -> int:
+    missing = 0
+    for server in SERVERS:
+        state = "listening" if is_listening(server.port) else "down"
+        missing += state == "down"
+        print(f"{server.name:10} {HOST}:{server.port:<6} {state}")
+    return 1 if missing else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.harness", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "env", "reset", "start", "stop"]
+    )
+    parser.add_argument("names", nargs="*", help=f"servers, of {', '.join(BY_NAME)} (default: all)")
+    args = parser.parse_args(argv)
+    names = args.names or list(BY_NAME)
+    unknown = sorted(set(names) - set(BY_NAME))
+    if unknown:
+        parser.error(f"unknown server {', '.join(unknown)}; known: {', '.join(BY_NAME)}")
+    try:
+        if args.command in ("up", "start"):
+            up(names)
+        elif args.command in ("down", "stop"):
+            down(names)
+        elif args.command == "reset":
+            down(list(BY_NAME))
+            path = run_dir()
+            shutil.rmtree(path, ignore_errors=True)
+            log(f"removed {path}")
+        elif args.command == "env":
+            print(write_env_file().read_text(), end="")
+        else:
+            return status()
+    except HarnessError as error:
+        print(f"[harness] error: {error}", file=sys.stderr)
+        return 1
+    return 0
