@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from dotenv import load_dotenv
@@ -23,7 +24,7 @@ EXIT_BAD_SETTINGS = 2
 
 
 def main() -> int:
-    load_dotenv(override=False)  # the real environment wins over .env
+    load_dotenv(Path(".env"), override=False)  # the working directory's; the environment wins
     try:
         settings = load(os.environ)
     except SettingsError as error:
