@@ -266,6 +266,37 @@ def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     assert "succeeded at attempt" in log
 
 
+def test_kafka_outage_mid_stream_is_ridden_out(setup: dict) -> None:
+    endpoints, topic = setup["endpoints"], setup["topic"]
+    if not endpoints.harness:
+        pytest.fail("this test restarts the broker: run it against the native harness")
+    expected = produce(endpoints.kafka, topic, [quote_value(i) for i in range(1500)])
+    env = {**setup["env"], "CONSUMER_BATCH_SIZE": "20"}
+    consumer = ConsumerProcess(env, setup["tmp"]).start()
+    wait_for(
+        "some records stored",
+        lambda: len(pg_coordinates(endpoints, setup["database"])) >= 100,
+        60,
+        every_s=0.05,
+    )
+    servers.down(["kafka"])
+    try:
+        time.sleep(5)  # several seconds without a broker
+        assert consumer.alive()
+    finally:
+        servers.up(["kafka"])
+    wait_until_stored(endpoints, setup["database"], setup["mongo_db"], 1500, timeout_s=120)
+    wait_for(
+        "every offset committed",
+        lambda: (
+            committed_offsets(endpoints.kafka, f"{topic}-group", topic) == {0: 500, 1: 500, 2: 500}
+        ),
+        60,
+    )
+    assert consumer.terminate() == 0
+    assert_exactly_once(endpoints, setup["database"], setup["mongo_db"], expected)
+
+
 def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup: dict) -> None:
     endpoints, topic = setup["endpoints"], setup["topic"]
     expected = produce(endpoints.kafka, topic, [quote_value(i) for i in range(3000)])

@@ -17,6 +17,12 @@ from kafka.errors import KafkaError
 
 from quotes_consumer.record import Coordinates, InvalidRecord
 
+# Kafka's default limit on a record is 1 MiB (broker message.max.bytes, producer
+# max.request.size). A rejected value close to it would not fit beside the reason headers, and a
+# record that can never be sent would block the partition forever; so such a value is cut, and a
+# header says so. The whole original stays in the source topic, at the offset the headers give.
+MAX_VALUE_BYTES = 900_000
+
 
 class DeadLetterError(RuntimeError):
     """Rejected records were not all acknowledged by Kafka; sending them again is safe."""
@@ -35,6 +41,7 @@ class Reject:
 
 def reason_headers(reject: Reject, group_id: str) -> list[tuple[str, bytes]]:
     source = reject.source
+    truncated = reject.value is not None and len(reject.value) > MAX_VALUE_BYTES
     context = [
         ("dlq.reason", reject.error.reason),
         ("dlq.error", reject.error.detail[:500]),
@@ -44,6 +51,8 @@ def reason_headers(reject: Reject, group_id: str) -> list[tuple[str, bytes]]:
         ("dlq.source.timestamp", "" if source.timestamp_ms is None else str(source.timestamp_ms)),
         ("dlq.consumer.group", group_id),
     ]
+    if truncated:
+        context.append(("dlq.value.truncated.from", str(len(reject.value or b""))))
     return [*reject.headers, *((name, text.encode()) for name, text in context)]
 
 
@@ -72,7 +81,7 @@ class DeadLetterPublisher:
                     # A record with neither key nor value cannot be produced again as it was;
                     # an empty key keeps it, and its headers still say where it came from.
                     key=b"" if reject.key is None and reject.value is None else reject.key,
-                    value=reject.value,
+                    value=None if reject.value is None else reject.value[:MAX_VALUE_BYTES],
                     headers=reason_headers(reject, self._group_id),
                 )
                 for reject in rejects

@@ -343,8 +343,10 @@ def _partitions(partitions: object) -> str:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
+    lines = str(error).strip().splitlines()
+    if not lines or lines[0].endswith(": None") or lines[0] == "None":
+        return type(error).__name__  # kafka-python's errors often carry no message
+    return lines[0][:300]
 
 
 def _close_all(sinks: Sequence[Sink]) -> None:
