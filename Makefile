@@ -7,6 +7,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 COMPOSE ?= docker compose
 N ?= 3
+TOPIC ?= quotes
+DLQ ?= quotes.dlq
+MESSAGES ?= 10
+# Kafka's CLI tools run inside the broker's container; without this they would start with the
+# broker's own 512 MiB heap inside its 1 GiB limit, and the OOM killer could take the broker.
+KAFKA_CLI := $(COMPOSE) exec -T -e KAFKA_HEAP_OPTS=-Xmx128m kafka
 
 ##@ The lab (needs Docker)
 
@@ -22,13 +28,16 @@ help: ## List the targets
 
 .PHONY: check-env
 check-env: .env
-	@set -a; source .env; set +a; \
-	if [ $${#NIFI_PASSWORD} -lt 12 ]; then \
-	  echo "NIFI_PASSWORD in .env has $${#NIFI_PASSWORD} characters: NiFi needs at least 12 (it would ignore it). Set a longer one."; exit 1; fi
+	@pw="$$(sed -n 's/^NIFI_PASSWORD=//p' .env | tail -n 1 | sed -e 's/^"\(.*\)"$$/\1/' -e "s/^'\(.*\)'$$/\1/")"; \
+	if [ "$${#pw}" -lt 12 ]; then \
+	  echo "NIFI_PASSWORD in .env has $${#pw} characters; NiFi needs at least 12 and would ignore it. Edit .env and run make up again." >&2; \
+	  exit 1; \
+	fi
 
 .PHONY: up
 up: check-env ## Start the whole lab (creates .env on first run)
 	$(COMPOSE) up -d --build
+	@echo "Starting; NiFi needs 1-3 minutes the first time (make ps, make logs SERVICE=nifi)."
 	@echo "Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
 
 .PHONY: down
@@ -36,17 +45,19 @@ down: ## Stop the lab, keeping its data
 	$(COMPOSE) down
 
 .PHONY: ps
-ps: ## Show the services and their health
-	$(COMPOSE) ps
+ps: ## Show the services, their health, and the one-shots' exit codes
+	$(COMPOSE) ps --all
 
 .PHONY: logs
 logs: ## Follow the logs (SERVICE=consumer for one)
-	$(COMPOSE) logs -f --tail=100 $(SERVICE)
+	$(COMPOSE) logs -f --tail=200 $(SERVICE)
 
 .PHONY: reset
-reset: ## Stop the lab and delete its data volumes (asks first)
-	@read -r -p "Delete all lab data (topics, tables, documents, NiFi state)? [y/N] " answer; \
-	[ "$$answer" = y ] || [ "$$answer" = Y ] || { echo "kept"; exit 1; }
+reset: ## Stop the lab and delete all its data volumes (asks first; CONFIRM=yes skips)
+	@if [ "$(CONFIRM)" != "yes" ]; then \
+	  printf 'This deletes ALL lab data (Kafka, PostgreSQL, MongoDB, NiFi, pgAdmin volumes). Type yes to continue: '; \
+	  read answer; [ "$$answer" = yes ] || { echo "Aborted."; exit 1; }; \
+	fi
 	$(COMPOSE) down --volumes --remove-orphans
 
 .PHONY: psql
@@ -58,12 +69,17 @@ mongosh: ## Open mongosh in the lab's database
 	$(COMPOSE) exec mongo sh -c 'mongosh -u "$$MONGO_INITDB_ROOT_USERNAME" -p "$$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase admin quotes'
 
 .PHONY: topic
-topic: ## Tail the quotes topic
-	$(COMPOSE) exec kafka kafka-console-consumer --bootstrap-server kafka:29092 --topic quotes --property print.partition=true --property print.offset=true
+topic: ## Show the quotes topic and its latest records (MESSAGES=10)
+	$(KAFKA_CLI) kafka-topics --bootstrap-server kafka:29092 --describe --topic $(TOPIC)
+	$(KAFKA_CLI) kafka-console-consumer --bootstrap-server kafka:29092 --topic $(TOPIC) \
+	  --from-beginning --max-messages $(MESSAGES) --timeout-ms 10000 \
+	  --property print.partition=true --property print.offset=true
 
 .PHONY: dlq
-dlq: ## Tail the dead-letter topic, with the reason headers
-	$(COMPOSE) exec kafka kafka-console-consumer --bootstrap-server kafka:29092 --topic quotes.dlq --from-beginning --property print.headers=true
+dlq: ## Show the dead-letter topic's records with their reason headers
+	$(KAFKA_CLI) kafka-console-consumer --bootstrap-server kafka:29092 --topic $(DLQ) \
+	  --from-beginning --max-messages $(MESSAGES) --timeout-ms 10000 \
+	  --property print.headers=true --property print.offset=true
 
 .PHONY: scale
 scale: ## Run N consumer replicas in one group (make scale N=3)
@@ -71,10 +87,11 @@ scale: ## Run N consumer replicas in one group (make scale N=3)
 
 .PHONY: counts
 counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
-	@printf "kafka quotes topic: "; $(COMPOSE) exec -T kafka kafka-run-class kafka.tools.GetOffsetShell --bootstrap-server kafka:29092 --topic quotes 2>/dev/null | awk -F: '{s+=$$3} END {print s+0}'
-	@printf "kafka dead letters: "; $(COMPOSE) exec -T kafka kafka-run-class kafka.tools.GetOffsetShell --bootstrap-server kafka:29092 --topic quotes.dlq 2>/dev/null | awk -F: '{s+=$$3} END {print s+0}'
-	@printf "postgres rows:      "; $(COMPOSE) exec -T postgres sh -c 'psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB" -tAc "SELECT count(*) FROM quotes"'
-	@printf "mongo documents:    "; $(COMPOSE) exec -T mongo sh -c 'mongosh --quiet -u "$$MONGO_INITDB_ROOT_USERNAME" -p "$$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase admin quotes --eval "db.quotes.countDocuments()"'
+	@printf 'kafka records (quotes):   '; $(KAFKA_CLI) kafka-get-offsets --bootstrap-server kafka:29092 --topic $(TOPIC) | awk -F: '{s += $$3} END {print s + 0}'
+	@printf 'kafka dead letters:       '; $(KAFKA_CLI) kafka-get-offsets --bootstrap-server kafka:29092 --topic $(DLQ) | awk -F: '{s += $$3} END {print s + 0}'
+	@printf 'postgres rows:            '; $(COMPOSE) exec -T postgres sh -c 'psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB" -Atc "SELECT count(*) FROM quotes"'
+	@printf 'mongo documents:          '; $(COMPOSE) exec -T mongo sh -c 'mongosh --quiet -u "$$MONGO_INITDB_ROOT_USERNAME" -p "$$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase admin --eval "db.getSiblingDB(\"quotes\").quotes.countDocuments()"'
+	@$(KAFKA_CLI) kafka-consumer-groups --bootstrap-server kafka:29092 --describe --group quotes-consumer
 
 ##@ Development (no Docker needed)
 
@@ -102,6 +119,11 @@ servers-down: venv ## Stop the native test servers
 .PHONY: test
 test: lint servers ## Lint, then unit and integration tests against real servers
 	$(PY) -m pytest -m "not nifi"
+
+.PHONY: bench
+bench: servers ## Benchmark the consumer against the native servers (ARGS=--quick)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	$(PY) -m bench $(ARGS)
 
 .PHONY: consumer
 consumer: venv ## Run the consumer on the host with the settings in .env

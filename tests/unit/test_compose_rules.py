@@ -1,0 +1,549 @@
+"""The lab's docker-compose.yml rules, checked with the real Compose parser.
+
+Why with the real parser: ``docker-compose config`` resolves interpolation, ``${VAR:?}`` errors,
+YAML anchors and defaults exactly as ``docker compose up`` will, and needs no Docker engine. The
+binary is built once from Compose's Go module (tests/harness/compose.py, ~2 minutes cold) and
+cached outside the repository. Every run of ``config`` gets a scrubbed environment and an env
+file copied from .env.example, so a developer's own .env or exported variables cannot change the
+result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import compose as compose_harness
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
+CONSUMER_SRC = REPO / "consumer" / "src"
+CONFIG_TIMEOUT_S = 120
+
+# Services that run once and exit; everything else must stay up and report health.
+ONE_SHOTS = {"kafka-init", "nifi-init"}
+# Services whose data must survive `docker compose down` (named volumes, not bind mounts).
+STATEFUL = {"zookeeper", "kafka", "postgres", "pgadmin", "mongo", "nifi"}
+# Memory budget for the sum of limits with 3 consumers: must leave room on an 8 GB laptop.
+LAPTOP_BUDGET_MIB = 7 * 1024
+SCALED_CONSUMERS = 3
+# `${NAME}`, `${NAME:-default}`, `${NAME:?error}` and friends; `$$` is a literal dollar.
+VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines as written (no interpolation): enough for the lab's simple .env files."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        assert sep, f"{path.name}: not KEY=value: {line!r}"
+        values[key.strip()] = value.strip()
+    return values
+
+
+def scrubbed_env(tmp_home: Path) -> dict[str, str]:
+    """Only what the Compose CLI needs: no developer variables leak into interpolation."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_home)}
+
+
+def run_config(binary: Path, env_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(binary),
+            "--project-directory",
+            str(REPO),
+            "--env-file",
+            str(env_file),
+            "-f",
+            str(COMPOSE_FILE),
+            "config",
+            *extra,
+        ],
+        cwd=REPO,
+        env=scrubbed_env(env_file.parent),
+        capture_output=True,
+        text=True,
+        timeout=CONFIG_TIMEOUT_S,
+        check=False,
+    )
+
+
+def mebibytes(value: Any) -> float:
+    """Compose renders mem_limit as a byte count (a string or a number)."""
+    return int(value) / (1024 * 1024)
+
+
+def memory_limit(service: Mapping[str, Any]) -> Any:
+    limit = service.get("mem_limit")
+    if limit is None:
+        limit = service.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory")
+    return limit
+
+
+def dockerfile_from_lines(path: Path) -> list[str]:
+    return [
+        line.split()[1]
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip().upper().startswith("FROM ")
+    ]
+
+
+def assert_pinned(image: str, where: str) -> None:
+    name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    assert tag, f"{where}: image {image!r} has no tag"
+    assert tag != "latest", f"{where}: image {image!r} uses latest"
+    assert re.search(r"\d+\.\d+", tag), f"{where}: tag {tag!r} of {name} is not an exact version"
+
+
+# --- Fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def compose_bin() -> Path:
+    try:
+        return compose_harness.install()
+    except compose_harness.ComposeUnavailable as error:
+        pytest.fail(f"docker-compose is needed for these checks and could not be built: {error}")
+
+
+@pytest.fixture(scope="session")
+def env_example() -> dict[str, str]:
+    return parse_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="session")
+def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compose-env") / ".env"
+    shutil.copyfile(ENV_EXAMPLE, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def config(compose_bin: Path, env_file: Path) -> dict[str, Any]:
+    result = run_config(compose_bin, env_file, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+@pytest.fixture(scope="session")
+def services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = config["services"]
+    return found
+
+
+@cache
+def raw_compose_text() -> str:
+    """The compose file without its full-line comments (which may show `${VAR}` as prose)."""
+    lines = COMPOSE_FILE.read_text(encoding="utf-8").splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+# --- The compose file as a whole ----------------------------------------------------------------
+
+
+def test_config_is_valid(compose_bin: Path, env_file: Path) -> None:
+    result = run_config(compose_bin, env_file, "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_expected_services_exist(services: dict[str, Any]) -> None:
+    expected = {
+        "zookeeper",
+        "kafka",
+        "kafka-init",
+        "kafka-ui",
+        "postgres",
+        "pgadmin",
+        "mongo",
+        "mongo-express",
+        "quotes-api",
+        "nifi",
+        "nifi-init",
+        "consumer",
+    }
+    assert set(services) == expected
+
+
+def test_missing_credential_stops_compose(compose_bin: Path, tmp_path: Path) -> None:
+    """A `${VAR:?}` credential left out of .env must fail loudly, naming the variable."""
+    env_file = tmp_path / ".env"
+    kept = [
+        line
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if not line.startswith("POSTGRES_PASSWORD=")
+    ]
+    env_file.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    result = run_config(compose_bin, env_file, "-q")
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_every_image_is_pinned(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if "build" in service:
+            dockerfile = Path(service["build"]["context"]) / service["build"].get(
+                "dockerfile", "Dockerfile"
+            )
+            if not dockerfile.exists():
+                pytest.fail(f"{name}: {dockerfile} is missing")
+            for image in dockerfile_from_lines(dockerfile):
+                assert_pinned(image, f"{name} ({dockerfile.relative_to(REPO)})")
+        else:
+            assert "image" in service, f"{name}: neither image nor build"
+            assert_pinned(service["image"], name)
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if name in ONE_SHOTS:
+            continue
+        check = service.get("healthcheck")
+        assert check, f"{name}: no healthcheck"
+        assert not check.get("disable"), f"{name}: healthcheck disabled"
+        assert check.get("test") and check["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert check.get("interval") and check.get("timeout") and check.get("retries"), name
+
+
+def test_restart_policies(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        policy = service.get("restart", "no")
+        if name in ONE_SHOTS:
+            assert policy == "no" or policy.startswith("on-failure"), f"{name}: {policy}"
+        else:
+            assert policy == "unless-stopped", f"{name}: {policy}"
+
+
+def test_depends_on_waits_for_health_or_completion(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            wanted = (
+                "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            )
+            assert spec["condition"] == wanted, f"{name} -> {dependency}: {spec['condition']}"
+
+
+def test_startup_order(services: dict[str, Any]) -> None:
+    """The pipeline converges: topics exist before anyone produces or consumes."""
+    assert "kafka-init" in services["consumer"]["depends_on"]
+    assert "kafka-init" in services["nifi-init"]["depends_on"]
+    assert "nifi" in services["nifi-init"]["depends_on"]
+    assert "quotes-api" in services["nifi-init"]["depends_on"]
+    assert "kafka" in services["kafka-init"]["depends_on"]
+
+
+def test_every_service_has_a_memory_limit_within_budget(services: dict[str, Any]) -> None:
+    total = 0.0
+    for name, service in services.items():
+        limit = memory_limit(service)
+        assert limit, f"{name}: no memory limit"
+        if name in ONE_SHOTS:
+            continue
+        total += mebibytes(limit) * (SCALED_CONSUMERS if name == "consumer" else 1)
+    assert total <= LAPTOP_BUDGET_MIB, f"limits add up to {total:.0f} MiB"
+
+
+def test_stateful_services_use_named_volumes(
+    config: dict[str, Any], services: dict[str, Any]
+) -> None:
+    declared = set(config.get("volumes", {}))
+    for name in STATEFUL:
+        named = [v for v in services[name].get("volumes", []) if v["type"] == "volume"]
+        assert named, f"{name}: no named volume"
+        for volume in named:
+            assert volume["source"] in declared, f"{name}: undeclared volume {volume['source']}"
+
+
+def test_host_ports_bound_to_loopback(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", f"{name}: {port} is not on 127.0.0.1"
+
+
+def test_one_shots_publish_no_ports(services: dict[str, Any]) -> None:
+    for name in ONE_SHOTS:
+        assert not services[name].get("ports"), name
+
+
+# --- Environment and credentials ----------------------------------------------------------------
+
+
+def test_every_compose_variable_is_in_env_example(env_example: dict[str, str]) -> None:
+    used = {match.group(1) for match in VAR_REF.finditer(raw_compose_text())}
+    missing = sorted(used - set(env_example))
+    assert not missing, f"used in docker-compose.yml but not in .env.example: {missing}"
+
+
+def test_compose_defaults_match_env_example(env_example: dict[str, str]) -> None:
+    """`${VAR:-default}` must agree with .env.example, or behaviour depends on which is read."""
+    for match in VAR_REF.finditer(raw_compose_text()):
+        name, operator, default = match.groups()
+        if operator in (":-", "-"):
+            assert env_example[name] == default, f"{name}: compose {default!r} vs .env.example"
+
+
+def test_credentials_are_required_not_defaulted() -> None:
+    secret = re.compile(r"PASSWORD|SECRET|USERNAME|_USER$|EMAIL")
+    for match in VAR_REF.finditer(raw_compose_text()):
+        name, operator, _ = match.groups()
+        if secret.search(name):
+            assert operator == ":?", f"{name} must be written ${{{name}:?message}}"
+
+
+def test_env_example_documents_every_variable() -> None:
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for index, line in enumerate(lines):
+        if line and not line.startswith("#") and "=" in line:
+            assert index > 0 and lines[index - 1].startswith("# "), f"no comment above {line!r}"
+
+
+def test_env_example_has_placeholders_not_secrets(env_example: dict[str, str]) -> None:
+    for name, value in env_example.items():
+        if re.search(r"PASSWORD|SECRET", name):
+            assert value.startswith("change-me"), f"{name} should be a change-me placeholder"
+    # NiFi refuses to start with a single-user password shorter than 12 characters.
+    assert len(env_example["NIFI_PASSWORD"]) >= 12
+
+
+def test_env_example_covers_consumer_settings(env_example: dict[str, str]) -> None:
+    names = consumer_setting_names()
+    assert not set(names) - set(env_example), set(names) - set(env_example)
+
+
+# --- Per-service contracts ----------------------------------------------------------------------
+
+
+def consumer_setting_names() -> tuple[str, ...]:
+    if str(CONSUMER_SRC) not in sys.path:
+        sys.path.insert(0, str(CONSUMER_SRC))
+    settings = pytest.importorskip("quotes_consumer.settings")
+    names: tuple[str, ...] = settings.SETTING_NAMES
+    return names
+
+
+def test_consumer_environment_is_exactly_its_settings(services: dict[str, Any]) -> None:
+    assert set(services["consumer"]["environment"]) == set(consumer_setting_names())
+
+
+def test_consumer_is_scalable(services: dict[str, Any]) -> None:
+    consumer = services["consumer"]
+    assert "container_name" not in consumer
+    assert not consumer.get("ports"), "a published port would collide with --scale"
+    probe = " ".join(consumer["healthcheck"]["test"])
+    assert "/healthz" in probe and "'8000'" in probe
+
+
+def test_no_container_names(services: dict[str, Any]) -> None:
+    """Fixed names collide between checkouts and block scaling; compose names them itself."""
+    for name, service in services.items():
+        assert "container_name" not in service, name
+
+
+def test_kafka_listeners(services: dict[str, Any]) -> None:
+    env = services["kafka"]["environment"]
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert advertised == {"INTERNAL": "kafka:29092", "EXTERNAL": "localhost:9092"}
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+    published = {(p["published"], p["target"]) for p in services["kafka"]["ports"]}
+    assert published == {("9092", 9092)}, "only the EXTERNAL listener is published"
+
+
+def test_containers_use_the_internal_listener(services: dict[str, Any]) -> None:
+    for name in ("kafka-init", "nifi-init", "consumer"):
+        assert services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092", name
+    assert services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == (
+        "kafka:29092"
+    )
+
+
+def test_nifi_init_contract(services: dict[str, Any], env_example: dict[str, str]) -> None:
+    service = services["nifi-init"]
+    env = service["environment"]
+    assert env["NIFI_API_URL"] == "https://nifi:8443/nifi-api"
+    assert env["QUOTES_API_URL"] == "http://quotes-api:8080/quotes?count=10"
+    assert env["NIFI_USERNAME"] == env_example["NIFI_USERNAME"]
+    assert env["NIFI_PASSWORD"] == env_example["NIFI_PASSWORD"]
+    assert env["KAFKA_TOPIC"] == env_example["KAFKA_TOPIC"]
+    assert service["command"] == ["python", "/nifi/deploy.py"]
+    mounts = {(v["source"], v["target"], v.get("read_only", False)) for v in service["volumes"]}
+    assert (str(REPO / "nifi"), "/nifi", True) in mounts
+    assert service["user"] != "root" and not str(service["user"]).startswith("0")
+
+
+def test_nifi_heap_and_credentials(services: dict[str, Any], env_example: dict[str, str]) -> None:
+    env = services["nifi"]["environment"]
+    assert env["SINGLE_USER_CREDENTIALS_PASSWORD"] == env_example["NIFI_PASSWORD"]
+    assert env["NIFI_JVM_HEAP_MAX"] == env_example["NIFI_JVM_HEAP_MAX"]
+    heap_max = int(env["NIFI_JVM_HEAP_MAX"].rstrip("gGmM")) * (
+        1024 if env["NIFI_JVM_HEAP_MAX"][-1] in "gG" else 1
+    )
+    assert heap_max < mebibytes(services["nifi"]["mem_limit"]) * 0.75, "heap leaves no headroom"
+
+
+def test_postgres_schema_mount(services: dict[str, Any]) -> None:
+    mounts = {
+        (v["source"], v["target"], v.get("read_only", False))
+        for v in services["postgres"]["volumes"]
+    }
+    assert (str(REPO / "sql"), "/docker-entrypoint-initdb.d", True) in mounts
+
+
+def test_pgadmin_servers_json_points_at_compose_postgres(
+    services: dict[str, Any], env_example: dict[str, str]
+) -> None:
+    servers = json.loads((REPO / "pgadmin" / "servers.json").read_text(encoding="utf-8"))
+    assert len(servers["Servers"]) == 1
+    server = next(iter(servers["Servers"].values()))
+    assert server["Host"] == "postgres" and "postgres" in services
+    container_ports = {p["target"] for p in services["postgres"]["ports"]}
+    assert server["Port"] in container_ports
+    assert server["MaintenanceDB"] == env_example["POSTGRES_DB"]
+    assert server["Username"] == env_example["POSTGRES_USER"]
+    assert server["ConnectionParameters"]["passfile"] == ".pgpass"
+    # The wrapper that renders the password file gets the same values as the database.
+    pgadmin_env = services["pgadmin"]["environment"]
+    for name in ("POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"):
+        assert pgadmin_env[name] == services["postgres"]["environment"][name], name
+
+
+# --- Helper scripts the compose file runs -------------------------------------------------------
+
+
+def test_pgadmin_render_config_writes_private_pgpass(tmp_path: Path) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PGADMIN_DEFAULT_EMAIL": "admin@example.com",
+        "POSTGRES_USER": "lab",
+        "POSTGRES_DB": "labdb",
+        "POSTGRES_PASSWORD": r"pa:ss\word",
+        "STREAMLAB_PGADMIN_DATA_DIR": str(tmp_path),
+        "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
+        "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
+    }
+    result = subprocess.run(
+        [sys.executable, str(REPO / "pgadmin" / "render_config.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = json.loads((tmp_path / "servers.json").read_text(encoding="utf-8"))
+    server = next(iter(rendered["Servers"].values()))
+    assert (server["Username"], server["MaintenanceDB"]) == ("lab", "labdb")
+    pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
+    assert pgpass.read_text(encoding="utf-8") == "postgres:5432:*:lab:pa\\:ss\\\\word\n"
+    assert stat.S_IMODE(pgpass.stat().st_mode) == 0o600
+
+
+FAKE_KAFKA_TOPICS = textwrap.dedent(
+    """\
+    #!/usr/bin/env python3
+    # Stand-in for Confluent's kafka-topics: topics are files in $FAKE_KAFKA_STATE.
+    import os, pathlib, sys
+    state = pathlib.Path(os.environ["FAKE_KAFKA_STATE"])
+    if (state / "down").exists():
+        sys.exit(1)
+    args = sys.argv[1:]
+    def opt(name):
+        return args[args.index(name) + 1] if name in args else None
+    with open(state / "calls.log", "a") as log:
+        log.write(" ".join(args) + "\\n")
+    topic = opt("--topic")
+    if "--list" in args:
+        print("\\n".join(p.name for p in state.glob("t.*")))
+    elif "--create" in args:
+        path = state / f"t.{topic}"
+        if path.exists():
+            sys.exit(0 if "--if-not-exists" in args else 1)
+        path.write_text(opt("--partitions"))
+    elif "--alter" in args:
+        (state / f"t.{topic}").write_text(opt("--partitions"))
+    elif "--describe" in args:
+        count = (state / f"t.{topic}").read_text()
+        print(f"Topic: {topic}\\tTopicId: x\\tPartitionCount: {count}\\tReplicationFactor: 1")
+    """
+)
+
+
+@pytest.fixture
+def fake_kafka(tmp_path: Path) -> dict[str, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kafka-topics"
+    fake.write_text(FAKE_KAFKA_TOPICS, encoding="utf-8")
+    fake.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "FAKE_KAFKA_STATE": str(state),
+        "KAFKA_BOOTSTRAP_SERVERS": "kafka:29092",
+        "KAFKA_TOPIC": "quotes",
+        "KAFKA_DLQ_TOPIC": "quotes.dlq",
+        "KAFKA_TOPIC_PARTITIONS": "3",
+        "KAFKA_DLQ_TOPIC_PARTITIONS": "1",
+    }
+
+
+def run_kafka_init(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / "kafka" / "create-topics.sh")],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_kafka_init_creates_topics_idempotently(fake_kafka: dict[str, str]) -> None:
+    state = Path(fake_kafka["FAKE_KAFKA_STATE"])
+    for _ in range(2):  # the second run must be a no-op that still exits 0
+        result = run_kafka_init(fake_kafka)
+        assert result.returncode == 0, result.stderr
+    assert (state / "t.quotes").read_text() == "3"
+    assert (state / "t.quotes.dlq").read_text() == "1"
+    creates = [c for c in (state / "calls.log").read_text().splitlines() if "--create" in c]
+    assert all("--if-not-exists" in call for call in creates)
+
+
+def test_kafka_init_grows_a_topic_with_too_few_partitions(fake_kafka: dict[str, str]) -> None:
+    state = Path(fake_kafka["FAKE_KAFKA_STATE"])
+    (state / "t.quotes").write_text("1")
+    result = run_kafka_init(fake_kafka)
+    assert result.returncode == 0, result.stderr
+    assert (state / "t.quotes").read_text() == "3"
+
+
+def test_kafka_init_rejects_dlq_equal_to_topic(fake_kafka: dict[str, str]) -> None:
+    result = run_kafka_init({**fake_kafka, "KAFKA_DLQ_TOPIC": "quotes"})
+    assert result.returncode == 1
+    assert "must differ" in result.stderr
+
+
+def test_kafka_init_gives_up_on_an_unreachable_broker(fake_kafka: dict[str, str]) -> None:
+    (Path(fake_kafka["FAKE_KAFKA_STATE"]) / "down").write_text("")
+    result = run_kafka_init({**fake_kafka, "KAFKA_INIT_MAX_ATTEMPTS": "2"})
+    assert result.returncode == 1
+    assert "not reachable after 2 attempts" in result.stderr

@@ -1,0 +1,65 @@
+"""The Makefile's promises that need no Docker: help, .env creation, the NiFi password check."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = [
+    "up", "down", "ps", "logs", "test", "lint", "reset", "psql", "mongosh",
+    "topic", "dlq", "scale", "counts", "bench",
+]  # fmt: skip
+
+
+def make(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    return tmp_path
+
+
+def test_help_is_the_default_and_lists_every_target(lab: Path) -> None:
+    result = make(lab)
+    assert result.returncode == 0, result.stderr
+    listed = set(re.findall(r"^  make (\S+)", result.stdout, flags=re.M))
+    assert set(TARGETS) <= listed, f"missing from make help: {set(TARGETS) - listed}"
+
+
+def test_env_is_created_with_fresh_secrets_and_kept_afterwards(lab: Path) -> None:
+    assert make(lab, ".env").returncode == 0
+    env = (lab / ".env").read_text()
+    assert not re.search(r"^\w+=change-me", env, flags=re.M)
+    password = re.search(r"^NIFI_PASSWORD=(\S+)$", env, flags=re.M)
+    assert password is not None
+    assert len(password.group(1)) >= 12
+    assert (lab / ".env").stat().st_mode & 0o077 == 0, ".env holds secrets: owner-only"
+    other = lab / "again"
+    other.mkdir()
+    shutil.copy(lab / "Makefile", other / "Makefile")
+    shutil.copy(lab / ".env.example", other / ".env.example")
+    make(other, ".env")
+    assert (other / ".env").read_text() != env, "each lab gets its own passwords"
+    assert make(lab, "check-env").returncode == 0
+    assert (lab / ".env").read_text() == env, "an existing .env is never rewritten"
+
+
+def test_up_refuses_a_short_nifi_password(lab: Path) -> None:
+    (lab / ".env").write_text("NIFI_USERNAME=admin\nNIFI_PASSWORD=short-pass\n")
+    result = make(lab, "up")
+    assert result.returncode != 0
+    assert "NIFI_PASSWORD in .env has 10 characters; NiFi needs at least 12" in result.stderr
+    assert "docker compose" not in result.stdout, "nothing is started"
