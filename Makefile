@@ -95,13 +95,13 @@ counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
 
 ##@ Development (no Docker needed)
 
-$(VENV)/.installed: consumer/pyproject.toml tests/requirements.txt
+$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r tests/requirements.txt -e consumer
+	$(PY) -m pip install --quiet -r tests/requirements.txt -e consumer -e producer
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create .venv with the consumer and the test tools
+venv: $(VENV)/.installed ## Create .venv with the consumer, the producer and the test tools
 
 .PHONY: lint
 lint: venv ## ruff lint and format check
@@ -118,7 +118,19 @@ servers-down: venv ## Stop the native test servers
 
 .PHONY: test
 test: lint servers ## Lint, then unit and integration tests against real servers
-	$(PY) -m pytest -m "not nifi"
+	$(PY) -m pytest
+
+.PHONY: test-nifi
+test-nifi: servers ## The NiFi flow in a native NiFi: deploy twice, quotes reach Kafka (slow)
+	$(PY) -m pytest -m nifi
+
+.PHONY: nifi
+nifi: venv ## Start the native test NiFi on https://127.0.0.1:18443/nifi
+	$(PY) -m tests.harness.nifi start
+
+.PHONY: nifi-down
+nifi-down: venv ## Stop the native test NiFi
+	$(PY) -m tests.harness.nifi stop
 
 .PHONY: bench
 bench: servers ## Benchmark the consumer against the native servers (ARGS=--quick)
