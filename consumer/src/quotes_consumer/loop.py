@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TypeVar
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -65,6 +66,7 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
         MongoSink(settings.mongo_uri, settings.mongo_db, settings.mongo_collection),
     ]
     pending = PendingBatch()
+    dead_letters: DeadLetterPublisher | None = None
     try:
         dead_letters = retrying(
             "kafka",
@@ -75,6 +77,8 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
         )
         consumer = retrying("kafka", "connect to Kafka", lambda: connect(settings, pending))
     except Stopped:
+        if dead_letters is not None:
+            dead_letters.close()
         _close_all(sinks)
         return
     log.info(
@@ -94,17 +98,17 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
 
             for sink in sinks:
                 retrying(
-                    sink.name, f"write {len(quotes)} records to {sink.name}", _write(sink, quotes)
+                    sink.name,
+                    f"write {len(quotes)} records to {sink.name}",
+                    partial(sink.write, quotes),
                 )
                 metrics.written.labels(sink.name).inc(len(quotes))
-            retrying(
-                "kafka", f"dead-letter {len(rejects)} records", _publish(dead_letters, rejects)
-            )
+            retrying("kafka", "dead-letter rejects", partial(dead_letters.publish, rejects))
             for reject in rejects:
                 metrics.dead_lettered.labels(reject.error.reason).inc()
 
             offsets = next_offsets(records)
-            committed = retrying("kafka", "commit offsets", _commit(consumer, offsets))
+            committed = retrying("kafka", "commit offsets", partial(commit, consumer, offsets))
             report(consumer, batch, quotes, rejects, offsets, committed, metrics)
     except Stopped as stopped:
         log.info("stopping while retrying to %s; the batch in flight stays uncommitted", stopped)
@@ -243,20 +247,6 @@ def transform_all(
             log.debug("reject %s: %s", source.record_id, error)
             rejects.append(Reject(source, record.key, record.value, record.headers or [], error))
     return quotes, rejects
-
-
-def _write(sink: Sink, quotes: list[Quote]) -> Callable[[], None]:
-    return lambda: sink.write(quotes)
-
-
-def _commit(
-    consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]
-) -> Callable[[], bool]:
-    return lambda: commit(consumer, offsets)
-
-
-def _publish(dead_letters: DeadLetterPublisher, rejects: list[Reject]) -> Callable[[], None]:
-    return lambda: dead_letters.publish(rejects)
 
 
 class Retrier:
