@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
+from tests.harness.servers import HarnessError, cache_dir, java, run_dir
+
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "tests" / "harness" / "nifi" / "pom.xml"
 BOOTSTRAP_POM = REPO / "tests" / "harness" / "nifi" / "bootstrap-pom.xml"
@@ -69,23 +71,13 @@ MIN_PASSWORD_LENGTH = 12
 PBKDF2_ITERATIONS = 120_000
 
 
-class NifiHarnessError(RuntimeError):
+class NifiHarnessError(HarnessError):
     """NiFi could not be installed, started or reached; the message says where to look."""
 
 
 def log(message: str) -> None:
     """Progress lines go to stderr so ``env`` output on stdout stays machine-readable."""
     print(f"[nifi] {message}", file=sys.stderr, flush=True)
-
-
-def cache_dir() -> Path:
-    """Downloads and the laid-out NiFi, shared by every clone on the machine."""
-    return Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
-
-
-def run_dir() -> Path:
-    """Per-machine server state, same convention as the rest of ``tests.harness``."""
-    return Path(os.environ.get("STREAMLAB_RUN", f"/tmp/streamlab-{os.getuid()}"))
 
 
 @dataclass(frozen=True)
@@ -126,17 +118,6 @@ def settings() -> Settings:
         layout=cache_dir() / f"nifi-{NIFI_VERSION}",
         home=Path(os.environ.get("STREAMLAB_NIFI_HOME", run_dir() / "nifi")),
     )
-
-
-def java() -> str:
-    """The JVM to run NiFi with: ``$JAVA_HOME/bin/java`` if set, else ``java`` on the PATH."""
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").exists():
-        return str(Path(home) / "bin" / "java")
-    found = shutil.which("java")
-    if found is None:
-        raise NifiHarnessError("java not found: install a JDK 17 (apt-get install openjdk-17-jdk)")
-    return found
 
 
 def keytool() -> str:

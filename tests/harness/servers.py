@@ -169,12 +169,13 @@ def kafka_libs() -> Path:
 
 
 def java() -> str:
+    """The JVM for the test servers: ``$JAVA_HOME/bin/java`` if set, else ``java`` on the PATH."""
     home = os.environ.get("JAVA_HOME")
     if home and (Path(home) / "bin" / "java").exists():
         return str(Path(home) / "bin" / "java")
     found = shutil.which("java")
     if found is None:
-        raise HarnessError("java not found: install a JDK 17 (apt-get install openjdk-17-jre)")
+        raise HarnessError("java not found: install a JDK 17 (apt-get install openjdk-17-jdk)")
     return found
 
 

@@ -82,7 +82,8 @@ def produce(
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -> list[Any]:
-    """Read a topic from the beginning until ``expected`` records (or the timeout)."""
+    """Read a topic from the beginning until ``expected`` records (or the timeout), then poll
+    once more, briefly, so that a record beyond ``expected`` (a duplicate) would show."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -95,9 +96,15 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 30)
         while len(records) < expected and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 records.extend(batch)
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.extend(batch)
     finally:
         consumer.close()
     return records
+
+
+def values_by_coordinate(records: Sequence[Any]) -> dict[Coordinate, bytes]:
+    return {(record.partition, record.offset): record.value for record in records}
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:

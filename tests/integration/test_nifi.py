@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from tests.harness import nifi as harness
-from tests.integration.test_producer import quotes_api, read_all
+from tests.integration.pipeline import read_topic, values_by_coordinate
+from tests.integration.quotes_api_server import serve
 
 pytestmark = pytest.mark.nifi
 
@@ -109,7 +110,7 @@ def test_deploy_twice_one_running_copy_and_quotes_reach_kafka(
     nifi: harness.Settings, kafka_bootstrap: str, fresh_topic: str
 ) -> None:
     api = Api(nifi)
-    with quotes_api("--seed", "21", "--malformed-rate", "0") as base:
+    with serve("--seed", "21", "--malformed-rate", "0") as base:
         url = f"{base}/quotes?count=5"
         first = deploy(nifi, fresh_topic, url, kafka_bootstrap)
         assert first.returncode == 0, first.stderr
@@ -146,7 +147,7 @@ def read_until(bootstrap: str, topic: str, expected: int) -> list[bytes]:
     deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
     records: dict[tuple[int, int], bytes] = {}
     for _ in range(20):
-        records = read_all(bootstrap, topic, expected)
+        records = values_by_coordinate(read_topic(bootstrap, topic, expected))
         if len(records) >= expected or time.monotonic() > deadline:
             break
     return list(records.values())
