@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -87,6 +88,7 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
         settings.kafka_group_id,
         settings.kafka_dlq_topic,
     )
+    pool = ThreadPoolExecutor(max_workers=len(sinks) + 1, thread_name_prefix="write")
     try:
         while not stop.is_set():
             batch = poll_batch(consumer, pending, settings, stop)
@@ -96,14 +98,9 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
             quotes, rejects = transform_all(records, settings.consumer_max_record_bytes)
             metrics.consumed.inc(len(records))
 
+            write_everywhere(pool, retrying, sinks, dead_letters, quotes, rejects)
             for sink in sinks:
-                retrying(
-                    sink.name,
-                    f"write {len(quotes)} records to {sink.name}",
-                    partial(sink.write, quotes),
-                )
                 metrics.written.labels(sink.name).inc(len(quotes))
-            retrying("kafka", "dead-letter rejects", partial(dead_letters.publish, rejects))
             for reject in rejects:
                 metrics.dead_lettered.labels(reject.error.reason).inc()
 
@@ -113,6 +110,7 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
     except Stopped as stopped:
         log.info("stopping while retrying to %s; the batch in flight stays uncommitted", stopped)
     finally:
+        pool.shutdown(wait=True)
         consumer.close(autocommit=False)
         dead_letters.close()
         _close_all(sinks)
@@ -247,6 +245,37 @@ def transform_all(
             log.debug("reject %s: %s", source.record_id, error)
             rejects.append(Reject(source, record.key, record.value, record.headers or [], error))
     return quotes, rejects
+
+
+def write_everywhere(
+    pool: ThreadPoolExecutor,
+    retrying: Retrier,
+    sinks: Sequence[Sink],
+    dead_letters: DeadLetterPublisher,
+    quotes: list[Quote],
+    rejects: list[Reject],
+) -> None:
+    """Write both databases and the dead-letter topic at once, each retrying on its own.
+
+    A batch then costs the slowest of the three, not their sum. Returns once all succeeded;
+    raises Stopped if shutdown came first (the others see the same stop and return promptly).
+    """
+    steps = [
+        pool.submit(
+            retrying,
+            sink.name,
+            f"write {len(quotes)} records to {sink.name}",
+            partial(sink.write, quotes),
+        )
+        for sink in sinks
+    ]
+    steps.append(
+        pool.submit(
+            retrying, "kafka", "dead-letter rejects", partial(dead_letters.publish, rejects)
+        )
+    )
+    for step in steps:
+        step.result()
 
 
 class Retrier:
