@@ -24,7 +24,7 @@ import psycopg2
 import pymongo
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.conftest import Endpoints
+from tests.harness.endpoints import Endpoints
 
 Coordinate = tuple[int, int]  # (partition, offset)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Endpoints
 from tests.harness import servers
+from tests.harness.endpoints import Endpoints
 from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,

@@ -10,7 +10,7 @@ from quotes_consumer.record import Coordinates, transform
 from quotes_consumer.sinks import SinkError
 from quotes_consumer.sinks.mongo import MongoSink
 from quotes_consumer.sinks.postgres import PostgresConfig, PostgresSink
-from tests.conftest import Endpoints
+from tests.harness.endpoints import Endpoints
 from tests.integration.pipeline import mongo_collection, pg_rows, quote_value
 
 pytestmark = pytest.mark.integration

@@ -146,7 +146,7 @@ SPEC: tuple[Setting, ...] = (
     Setting(
         "CONSUMER_BATCH_TIMEOUT_MS",
         _int_between(1, 600_000),
-        1000,
+        50,
         "longest wait to fill a batch",
     ),
     Setting(

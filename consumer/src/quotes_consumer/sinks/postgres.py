@@ -29,6 +29,23 @@ ON CONFLICT (source_topic, source_partition, source_offset) DO NOTHING
 """
 
 
+def to_row(q: Quote) -> tuple[object, ...]:
+    """One quote as the INSERT's VALUES tuple, in its column order."""
+    return (
+        q.source.topic,
+        q.source.partition,
+        q.source.offset,
+        q.kafka_timestamp,
+        q.quote,
+        q.character,
+        q.image,
+        q.character_direction,
+        q.content_hash,
+        q.word_count,
+        q.ingested_at,
+    )
+
+
 @dataclass(frozen=True)
 class PostgresConfig:
     host: str
@@ -64,22 +81,7 @@ class PostgresSink:
     def write(self, batch: Sequence[Quote]) -> None:
         if not batch:
             return
-        rows = [
-            (
-                q.source.topic,
-                q.source.partition,
-                q.source.offset,
-                q.kafka_timestamp,
-                q.quote,
-                q.character,
-                q.image,
-                q.character_direction,
-                q.content_hash,
-                q.word_count,
-                q.ingested_at,
-            )
-            for q in batch
-        ]
+        rows = [to_row(q) for q in batch]
         try:
             conn = self._connection()
             with conn, conn.cursor() as cursor:  # one transaction: commit on success

@@ -1,0 +1,87 @@
+"""The facts a reader needs to compare two result files: machine, clients and servers.
+
+Why ask the servers: a number measured against PostgreSQL 15 and FerretDB on SQLite means little
+against PostgreSQL 17 and MongoDB, so server versions are read from the servers themselves
+(``SHOW server_version``, ``buildInfo``) rather than assumed; Kafka does not report its release,
+so the harness's pinned version is given with the API level the broker answers with.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import psycopg2
+from kafka import KafkaAdminClient
+from kafka.record import util as kafka_record_util
+
+from bench.infra import Endpoints
+from tests.harness.servers import KAFKA_VERSION
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def describe(endpoints: Endpoints) -> dict[str, str]:
+    conn = psycopg2.connect(**endpoints.pg_params("postgres"))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            postgres_version = str(cursor.fetchone()[0])
+    finally:
+        conn.close()
+    client = endpoints.mongo_client()
+    try:
+        info = client.admin.command("buildInfo")
+    finally:
+        client.close()
+    if "ferretdbVersion" in info:
+        mongo = f"FerretDB {info['ferretdbVersion']} (MongoDB wire protocol {info['version']})"
+    else:
+        mongo = f"MongoDB {info['version']}"
+    admin = KafkaAdminClient(bootstrap_servers=endpoints.kafka.split(","), client_id="bench-env")
+    try:
+        api = ".".join(str(part) for part in admin._client.check_version())
+    finally:
+        admin.close()
+    return {
+        "CPUs": str(os.cpu_count()),
+        "CPU model": cpu_model(),
+        "memory": f"{memory_gb():.0f} GB",
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "kafka-python": _version("kafka-python"),
+        "kafka-python CRC32C": (
+            "C (crc32c package)"
+            if kafka_record_util.crc32c_c is not None
+            else "pure Python (the optional crc32c package is not installed)"
+        ),
+        "psycopg2": _version("psycopg2-binary"),
+        "pymongo": _version("pymongo"),
+        "Kafka": f"{KAFKA_VERSION} (harness pin; broker API level {api})",
+        "PostgreSQL": postgres_version,
+        "MongoDB server": mongo,
+    }

@@ -1,0 +1,127 @@
+"""The reference consumer, written the way the original lab material did it.
+
+``python -m bench.naive --topic T --group G --pg-db D --mongo-db M --limit N`` (servers from
+``KAFKA_BOOTSTRAP_SERVERS``, ``POSTGRES_*``, ``MONGO_URI``): kafka-python with auto-commit,
+iterating message by message, and per message one ``INSERT`` + ``conn.commit()`` and one
+``insert_one``. It exists to put the batched consumer's throughput in proportion, so it keeps
+the per-message I/O pattern and nothing else: the rows and documents are the very ones the real
+consumer writes (built with the same transform), into the same schema, so the ratio measures
+batching, not different data. Invalid records are skipped, as the lab material had no
+dead-letter topic.
+
+Prints one JSON line: records handled, seconds from the first message to the last write, and
+its own CPU seconds and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+
+import psycopg2
+import pymongo
+from kafka import KafkaConsumer
+
+from quotes_consumer.record import Coordinates, InvalidRecord, transform
+from quotes_consumer.sinks.mongo import to_document
+
+INSERT_ONE = """
+INSERT INTO quotes (
+    source_topic, source_partition, source_offset, kafka_timestamp,
+    quote, character, image, character_direction,
+    content_hash, word_count, ingested_at
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+IDLE_TIMEOUT_MS = 15_000
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.naive")
+    for name in ("--topic", "--group", "--pg-db", "--mongo-db"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--limit", type=int, required=True, help="stop after this many records")
+    args = parser.parse_args(argv)
+
+    consumer = KafkaConsumer(
+        args.topic,
+        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"].split(","),
+        group_id=args.group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        consumer_timeout_ms=IDLE_TIMEOUT_MS,  # ends the for-loop if the topic runs dry
+    )
+    conn = psycopg2.connect(
+        host=os.environ["POSTGRES_HOST"],
+        port=int(os.environ["POSTGRES_PORT"]),
+        dbname=args.pg_db,
+        user=os.environ["POSTGRES_USER"],
+        password=os.environ["POSTGRES_PASSWORD"],
+    )
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        os.environ["MONGO_URI"], tz_aware=True
+    )
+    collection = client[args.mongo_db]["quotes"]
+
+    handled = written = 0
+    first = last = 0.0
+    for message in consumer:  # bounded: --limit records, or IDLE_TIMEOUT_MS without one
+        if not first:
+            first = time.monotonic()
+        handled += 1
+        now = datetime.now(UTC)
+        source = Coordinates(message.topic, message.partition, message.offset, message.timestamp)
+        try:
+            quote = transform(message.value, source, 65_536, now)
+        except InvalidRecord:
+            quote = None
+        if quote is not None:
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    INSERT_ONE,
+                    (
+                        source.topic,
+                        source.partition,
+                        source.offset,
+                        quote.kafka_timestamp,
+                        quote.quote,
+                        quote.character,
+                        quote.image,
+                        quote.character_direction,
+                        quote.content_hash,
+                        quote.word_count,
+                        quote.ingested_at,
+                    ),
+                )
+            conn.commit()
+            collection.insert_one(to_document(quote, datetime.now(UTC)))
+            written += 1
+        last = time.monotonic()
+        if handled >= args.limit:
+            break
+
+    consumer.close()  # auto-commit's last commit happens here
+    conn.close()
+    client.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(
+        json.dumps(
+            {
+                "records": handled,
+                "written": written,
+                "seconds": last - first,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+                "peak_rss_mb": usage.ru_maxrss / 1024,
+            }
+        ),
+        flush=True,
+    )
+    return 0 if handled >= args.limit else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

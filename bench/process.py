@@ -1,0 +1,167 @@
+"""The consumer as a real child process, and what the kernel says it cost.
+
+Why a subprocess and /proc: the consumer ships as ``python -m quotes_consumer`` in a container,
+so that is what is measured (interpreter start, imports, group join, its own GIL), and CPU time
+and peak memory are read from the kernel's accounting of that process (``/proc/<pid>/stat``
+utime+stime over all its threads, ``/proc/<pid>/status`` VmHWM), not estimated from inside.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.infra import REPO, Endpoints
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Variables the consumer reads; inherited ones are dropped so a developer's shell or .env
+# cannot change what is measured.
+CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_", "LOG_LEVEL")
+
+
+@dataclass(frozen=True)
+class ProcStats:
+    cpu_s: float
+    peak_rss_mb: float
+
+
+def read_proc(pid: int) -> ProcStats:
+    """CPU seconds (user+system, all threads) and the resident-set high-water mark."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    peak_kb = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            peak_kb = int(line.split()[1])
+    return ProcStats((utime + stime) / CLOCK_TICKS, peak_kb / 1024)
+
+
+def consumer_env(
+    endpoints: Endpoints,
+    *,
+    topic: str,
+    group: str,
+    dlq_topic: str,
+    pg_db: str,
+    mongo_db: str,
+    batch_size: int,
+    batch_timeout_ms: int,
+) -> dict[str, str]:
+    """Every setting the consumer reads, spelled out (see quotes_consumer/settings.py)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
+    return {
+        **inherited,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_GROUP_ID": group,
+        "KAFKA_DLQ_TOPIC": dlq_topic,
+        "KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "POSTGRES_HOST": endpoints.pg_host,
+        "POSTGRES_PORT": str(endpoints.pg_port),
+        "POSTGRES_DB": pg_db,
+        "POSTGRES_USER": endpoints.pg_user,
+        "POSTGRES_PASSWORD": endpoints.pg_password,
+        "MONGO_URI": endpoints.mongo_uri,
+        "MONGO_DB": mongo_db,
+        "MONGO_COLLECTION": "quotes",
+        "CONSUMER_BATCH_SIZE": str(batch_size),
+        "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms),
+        "CONSUMER_MAX_RECORD_BYTES": "65536",
+        "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
+        "CONSUMER_UNHEALTHY_AFTER_S": "60",
+        "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+class Child:
+    """One child process (consumer or naive reference) with its output in a log file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = [sys.executable, *argv]
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0  # time.time(), comparable with database timestamps
+
+    def start(self) -> Child:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.started_at = time.time()
+            # cwd is the repository, so ``-m bench.<entry>`` finds this package.
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self, last_lines: int = 25) -> str:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-last_lines:])
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            code = self.proc.returncode if self.proc else None
+            raise RuntimeError(f"{' '.join(self.argv[1:])} exited ({code}):\n{self.log()}")
+
+    def wait_for_log(self, text: str, timeout_s: float) -> None:
+        """Until ``text`` appears in the output; bounded in time, fails if the child died."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if text in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"no {text!r} after {timeout_s:.0f}s:\n{self.log()}")
+
+    def stats(self) -> ProcStats:
+        return read_proc(self.pid)
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)
+
+
+def wait_until(
+    what: str,
+    done: Callable[[], bool],
+    timeout_s: float,
+    every_s: float = 0.05,
+    while_alive: Child | None = None,
+) -> float:
+    """Poll ``done`` until true and return the time.time() it was seen; bounded in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if done():
+            return time.time()
+        if while_alive is not None:
+            while_alive.check_alive()
+        time.sleep(every_s)
+    raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")

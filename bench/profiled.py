@@ -1,0 +1,124 @@
+"""Benchmark-only entry point: the real consumer under pyinstrument, profiling its busy time.
+
+``python -m bench.profiled OUT_PREFIX`` runs ``quotes_consumer.__main__.main`` unchanged, and
+starts a pyinstrument profiler (main thread, 1 ms sampling) when the loop's first non-empty batch
+comes back from ``poll_batch``, so interpreter start-up and the group join, which say nothing
+about throughput, stay out of the profile. The profile ends when the service returns after
+SIGTERM; at most one idle poll (<= 0.5 s) at the end is included.
+
+Written on exit: ``OUT_PREFIX.txt`` (pyinstrument's call tree) and ``OUT_PREFIX.json`` (where
+the time went, per consumer stage and per function, computed by :func:`summarize`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pyinstrument import Profiler
+from pyinstrument.frame import Frame
+
+import quotes_consumer.__main__ as service
+from quotes_consumer import loop
+
+# The stages of one batch, as (label, function name, file the function lives in).
+STAGES: tuple[tuple[str, str, str], ...] = (
+    ("Kafka poll (fetch + decode)", "poll_batch", "quotes_consumer/loop.py"),
+    ("validate + transform", "transform_all", "quotes_consumer/loop.py"),
+    ("PostgreSQL write", "write", "quotes_consumer/sinks/postgres.py"),
+    ("MongoDB write", "write", "quotes_consumer/sinks/mongo.py"),
+    ("dead-letter publish", "publish", "quotes_consumer/deadletter.py"),
+    ("offset commit", "commit", "quotes_consumer/loop.py"),
+    ("log line + metrics", "report", "quotes_consumer/loop.py"),
+)
+
+
+def _walk(frame: Frame, ancestors: tuple[str, ...] = ()) -> Iterator[tuple[Frame, bool]]:
+    """Every frame, with whether its function already appears above it (recursion)."""
+    key = _key(frame)
+    yield frame, key in ancestors
+    for child in frame.children:
+        yield from _walk(child, (*ancestors, key))
+
+
+def _key(frame: Frame) -> str:
+    return f"{frame.function} ({frame.file_path_short}:{frame.line_no})"
+
+
+def summarize(root: Frame, top: int = 15) -> dict[str, Any]:
+    """Wall time per consumer stage, and the functions with the most self and total time.
+
+    Stage times are inclusive (the stage and everything it calls), counted once when a stage
+    function calls itself. ``self`` is time with the function itself on top of the stack.
+    """
+    total = root.time
+    stage_time = dict.fromkeys((label for label, _, _ in STAGES), 0.0)
+    self_time: dict[str, float] = {}
+    inclusive: dict[str, float] = {}
+    for frame, recursive in _walk(root):
+        if frame.is_synthetic:
+            continue
+        key = _key(frame)
+        self_time[key] = self_time.get(key, 0.0) + frame.total_self_time
+        if not recursive:
+            inclusive[key] = inclusive.get(key, 0.0) + frame.time
+            path = (frame.file_path or "").replace("\\", "/")
+            for label, function, where in STAGES:
+                if frame.function == function and path.endswith(where):
+                    stage_time[label] += frame.time
+    stages = [
+        {"stage": label, "seconds": seconds, "share": seconds / total if total else 0.0}
+        for label, seconds in stage_time.items()
+    ]
+    rest = total - sum(stage_time.values())
+    stages.append({"stage": "other", "seconds": rest, "share": rest / total if total else 0.0})
+
+    def ranked(times: dict[str, float]) -> list[dict[str, Any]]:
+        best = sorted(times.items(), key=lambda item: item[1], reverse=True)[:top]
+        return [
+            {"function": k, "seconds": v, "share": v / total if total else 0.0} for k, v in best
+        ]
+
+    return {
+        "profiled_seconds": total,
+        "stages": stages,
+        "top_self": ranked(self_time),
+        "top_total": ranked(inclusive),
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m bench.profiled OUT_PREFIX", file=sys.stderr)
+        return 2
+    prefix = Path(argv[0])
+    profiler = Profiler(interval=0.001, async_mode="disabled")
+    original_poll = loop.poll_batch
+
+    def poll_then_profile(*args: Any, **kwargs: Any) -> loop.Batch | None:
+        batch = original_poll(*args, **kwargs)
+        if batch is not None and not profiler.is_running:
+            profiler.start()
+        return batch
+
+    loop.poll_batch = poll_then_profile  # type: ignore[assignment]
+    try:
+        code = service.main()
+    finally:
+        if profiler.is_running:
+            profiler.stop()
+    session = profiler.last_session
+    root = session.root_frame() if session is not None else None
+    if root is None:
+        print("bench.profiled: no batch was consumed, nothing profiled", file=sys.stderr)
+        return 1
+    prefix.with_suffix(".txt").write_text(profiler.output_text(unicode=False, color=False))
+    prefix.with_suffix(".json").write_text(json.dumps(summarize(root), indent=2))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,222 @@
+"""Synthetic quote records, and publishing them to Kafka at full speed or at a fixed rate.
+
+Why synthetic and deterministic: every consumer variant and every raw ceiling must see the same
+bytes, and a rerun must see the same bytes as the last run, so the records are a pure function of
+their index. They are shaped like the quotes API's items (quote, character, image,
+characterDirection) with quotes of varying length, and every 50th record (2 %) is invalid in one
+of several ways the consumer must dead-letter, so validation and the dead-letter path are part of
+what is measured.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaProducer
+
+from quotes_consumer.record import Coordinates, InvalidRecord, Quote, transform
+
+INVALID_EVERY = 50  # index % 50 == 49 is invalid: exactly 2 % of any multiple of 50
+MAX_RECORD_BYTES = 65_536  # the consumer's default CONSUMER_MAX_RECORD_BYTES
+SEED = 20_240_601
+
+CHARACTERS = (
+    "Homer Simpson",
+    "Marge Simpson",
+    "Bart Simpson",
+    "Lisa Simpson",
+    "Maggie Simpson",
+    "Ned Flanders",
+    "Moe Szyslak",
+    "Apu Nahasapeemapetilon",
+    "Mr. Burns",
+    "Waylon Smithers",
+    "Chief Wiggum",
+    "Milhouse Van Houten",
+)
+VOCABULARY = (
+    "donut doh beer nuclear plant springfield school excellent release hounds okily "
+    "dokily eat my shorts cowabunga kwik-e-mart thank you come again duff everything's "
+    "coming up stupid sexy flanders me fail english that's unpossible mmm forbidden the "
+    "goggles do nothing"
+)
+WORDS = tuple(VOCABULARY.split())
+INVALID_VALUES: tuple[bytes, ...] = (
+    b'{"quote": "unterminated',  # invalid_json
+    json.dumps({"character": "Nobody"}).encode(),  # missing_field
+    json.dumps({"quote": 42, "character": "Numbers"}).encode(),  # wrong_type
+    json.dumps({"quote": "x", "character": "Y", "image": "ftp://e.org/a.png"}).encode(),
+    b'["quote", "character"]',  # not_an_object
+    b'{"quote": "caf\xe9", "character": "X"}',  # not_utf8
+)
+
+
+def is_valid(index: int) -> bool:
+    return index % INVALID_EVERY != INVALID_EVERY - 1
+
+
+def counts(total: int) -> tuple[int, int]:
+    """(valid, invalid) among records 0..total-1."""
+    invalid = total // INVALID_EVERY
+    return total - invalid, invalid
+
+
+def values(total: int) -> Iterator[bytes]:
+    """The record values in index order; one random stream, so generation is fast and fixed."""
+    rng = random.Random(SEED)
+    for index in range(total):
+        words = rng.randint(4, 30)
+        text = " ".join(rng.choice(WORDS) for _ in range(words))
+        character = rng.randrange(len(CHARACTERS))
+        if not is_valid(index):
+            yield INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
+            continue
+        item = {
+            "quote": f"{text[0].upper()}{text[1:]}. (#{index})",
+            "character": CHARACTERS[character],
+            "image": f"https://cdn.example.org/simpsons/{character}.png",
+            "characterDirection": "Left" if rng.random() < 0.5 else "Right",
+        }
+        yield json.dumps(item).encode()
+
+
+def coordinates(topic: str, index: int, partitions: int) -> Coordinates:
+    """Where record ``index`` lands: round-robin partitions, one producer, so offsets follow."""
+    return Coordinates(topic, index % partitions, index // partitions, int(time.time() * 1000))
+
+
+def transformed_batches(
+    topic: str, total: int, partitions: int, batch_size: int
+) -> Iterator[list[Quote]]:
+    """The valid records as the consumer would transform them, batch by batch.
+
+    For the raw database ceilings: they insert exactly the rows and documents the consumer
+    writes, prepared outside the timed region, one batch at a time so that a 1M-record run does
+    not hold a million objects.
+    """
+    now = datetime.now(UTC)
+    batch: list[Quote] = []
+    for index, value in enumerate(values(total)):
+        try:
+            batch.append(
+                transform(value, coordinates(topic, index, partitions), MAX_RECORD_BYTES, now)
+            )
+        except InvalidRecord:
+            continue
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def check_classification(sample: int = 500) -> None:
+    """The consumer must reject exactly the records this module calls invalid.
+
+    Otherwise the completion check (valid in both databases, invalid in the dead-letter topic)
+    would wait for a count that can never be reached; fail fast instead.
+    """
+    now = datetime.now(UTC)
+    for index, value in enumerate(values(sample)):
+        try:
+            transform(value, Coordinates("check", 0, index, 0), MAX_RECORD_BYTES, now)
+            accepted = True
+        except InvalidRecord:
+            accepted = False
+        if accepted != is_valid(index):
+            raise AssertionError(
+                f"record {index}: the consumer accepts={accepted}, the bench expects the opposite"
+            )
+
+
+@dataclass(frozen=True)
+class Published:
+    records: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Errors:
+    """Counts failed sends from the producer's callback thread."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, error: Exception) -> None:
+        with self._lock:
+            self.count += 1
+            self.first = self.first or repr(error)
+
+
+def _producer(bootstrap: str, **options: Any) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap.split(","), acks="all", client_id="streamlab-bench", **options
+    )
+
+
+def publish_all(
+    bootstrap: str, topic: str, total: int, partitions: int, progress: Any = None
+) -> Published:
+    """Pre-load a topic as fast as kafka-python can; ``progress`` is an optional tqdm bar."""
+    errors = _Errors()
+    producer = _producer(bootstrap, linger_ms=50, batch_size=512 * 1024)
+    started = time.monotonic()
+    try:
+        for index, value in enumerate(values(total)):
+            producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
+            if progress is not None and index % 1000 == 999:
+                progress.update(1000)
+        producer.flush(timeout=max(60.0, total / 2000))
+    finally:
+        producer.close(timeout=10)
+    if progress is not None:
+        progress.update(total % 1000)
+    if errors.count:
+        raise RuntimeError(f"{errors.count} records not published; first error {errors.first}")
+    return Published(total, time.monotonic() - started)
+
+
+def publish_at_rate(
+    bootstrap: str, topic: str, total: int, partitions: int, rate: float, progress: Any = None
+) -> Published:
+    """Publish ``total`` records at ``rate`` per second, spread evenly, while a consumer runs.
+
+    Each record is sent when its slot comes (record i at start + i/rate), with no linger, so the
+    Kafka timestamp is the moment the record was produced and the measured latency is the
+    consumer's. Bounded by the record count, and by twice the planned duration.
+    """
+    errors = _Errors()
+    producer = _producer(bootstrap, linger_ms=0)
+    started = time.monotonic()
+    deadline = started + 2 * total / rate + 30
+    try:
+        for index, value in enumerate(values(total)):
+            due = started + index / rate
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeError(f"publishing at {rate:.0f}/s fell behind: {index} of {total}")
+            if due > now:
+                time.sleep(due - now)
+            producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
+            if progress is not None and index % 100 == 99:
+                progress.update(100)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=10)
+    if progress is not None:
+        progress.update(total % 100)
+    if errors.count:
+        raise RuntimeError(f"{errors.count} records not published; first error {errors.first}")
+    return Published(total, time.monotonic() - started)
