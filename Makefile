@@ -95,13 +95,13 @@ counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
 
 ##@ Development (no Docker needed)
 
-$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml tests/requirements.txt
+$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml tests/requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r tests/requirements.txt -e consumer -e producer
+	$(PY) -m pip install --quiet -r tests/requirements.txt -r bench/requirements.txt -e consumer -e producer
 	touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create .venv with the consumer, the producer and the test tools
+venv: $(VENV)/.installed ## Create .venv: the consumer, the producer, test and benchmark tools
 
 .PHONY: lint
 lint: venv ## ruff lint and format check
@@ -134,7 +134,6 @@ nifi-down: venv ## Stop the native test NiFi
 
 .PHONY: bench
 bench: servers ## Benchmark the consumer against the native servers (ARGS=--quick)
-	$(PY) -m pip install --quiet -r bench/requirements.txt
 	$(PY) -m bench $(ARGS)
 
 .PHONY: consumer
