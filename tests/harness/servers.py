@@ -78,16 +78,38 @@ def is_listening(port: int, host: str = HOST) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_until(what: str, ready: Callable[[], bool], timeout_s: float, logfile: Path) -> None:
-    """Poll ``ready`` until it holds or the deadline passes; a failure points at the log."""
+def wait_until(
+    what: str,
+    ready: Callable[[], bool],
+    timeout_s: float,
+    logfile: Path,
+    process: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Poll ``ready`` until it holds or the deadline passes; a failure points at the log.
+
+    With ``process``, a server that exits while starting fails at once instead of at the
+    deadline.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if ready():
             return
+        if process is not None and process.poll() is not None:
+            raise HarnessError(
+                f"{what} exited with {process.returncode} while starting; "
+                f"last lines of {logfile}:\n{_tail(logfile)}"
+            )
         time.sleep(0.3)
-    tail = logfile.read_text(errors="replace").splitlines()[-15:] if logfile.exists() else []
     raise HarnessError(
-        f"{what} not ready after {timeout_s:.0f}s; last lines of {logfile}:\n" + "\n".join(tail)
+        f"{what} not ready after {timeout_s:.0f}s; last lines of {logfile}:\n{_tail(logfile)}"
+    )
+
+
+def _tail(logfile: Path, lines: int = 15) -> str:
+    return (
+        "\n".join(logfile.read_text(errors="replace").splitlines()[-lines:])
+        if logfile.exists()
+        else ""
     )
 
 
@@ -101,7 +123,7 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> None:
+def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a long-running server in its own session, logging to ``<run>/<name>.log``."""
     logfile = run_dir() / f"{name}.log"
     with logfile.open("ab") as out:
@@ -114,6 +136,7 @@ def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> None:
             start_new_session=True,
         )
     (run_dir() / f"{name}.pid").write_text(str(proc.pid))
+    return proc
 
 
 def terminate(name: str, timeout_s: float = 20.0) -> None:
@@ -184,8 +207,16 @@ def write_properties(path: Path, values: dict[str, object]) -> None:
 
 
 def start_zookeeper() -> None:
+    """A fresh ZooKeeper, and with it a fresh Kafka cluster.
+
+    The cluster is throwaway (every test makes its own topics), and a ZooKeeper that went down
+    uncleanly (a killed CI run, a reboot) comes back holding the dead broker's registration,
+    which a new broker refuses to start beside. So both data folders start empty.
+    """
     libs = kafka_libs()
     home = run_dir() / "zookeeper"
+    shutil.rmtree(home / "data", ignore_errors=True)
+    shutil.rmtree(run_dir() / "kafka" / "data", ignore_errors=True)
     home.mkdir(exist_ok=True)
     conf = home / "zookeeper.properties"
     write_properties(
@@ -242,6 +273,7 @@ def start_kafka() -> None:
             "listeners": f"PLAINTEXT://{HOST}:{KAFKA_PORT}",
             "advertised.listeners": f"PLAINTEXT://{HOST}:{KAFKA_PORT}",
             "zookeeper.connect": f"{HOST}:{ZOOKEEPER_PORT}",
+            "zookeeper.session.timeout.ms": 6000,
             "log.dirs": home / "data",
             "num.partitions": 1,
             "offsets.topic.replication.factor": 1,
@@ -255,27 +287,37 @@ def start_kafka() -> None:
     )
     log4j = write_log4j(home)
     logfile = run_dir() / "kafka.log"
-    started_at = logfile.stat().st_size if logfile.exists() else 0
-    spawn(
-        "kafka",
-        [
-            java(),
-            "-Xms256m",
-            "-Xmx1g",
-            f"-Dlog4j.configuration=file:{log4j}",
-            "-cp",
-            f"{libs}/*",
-            "kafka.Kafka",
-            str(conf),
-        ],
-    )
+    command = [
+        java(),
+        "-Xms256m",
+        "-Xmx1g",
+        f"-Dlog4j.configuration=file:{log4j}",
+        "-cp",
+        f"{libs}/*",
+        "kafka.Kafka",
+        str(conf),
+    ]
+    # A broker killed without a clean shutdown leaves its registration in a running ZooKeeper
+    # until its session times out (6 s here); a broker started before that exits at once.
+    for attempt in range(1, 4):
+        started_at = logfile.stat().st_size if logfile.exists() else 0
+        process = spawn("kafka", command)
 
-    def started() -> bool:
-        with logfile.open("rb") as handle:
-            handle.seek(started_at)
-            return b"started (kafka.server.KafkaServer)" in handle.read()
+        def started(offset: int = started_at) -> bool:
+            with logfile.open("rb") as handle:
+                handle.seek(offset)
+                return b"started (kafka.server.KafkaServer)" in handle.read()
 
-    wait_until("Kafka", lambda: started() and is_listening(KAFKA_PORT), 120, logfile)
+        try:
+            wait_until(
+                "Kafka", lambda: started() and is_listening(KAFKA_PORT), 120, logfile, process
+            )
+            return
+        except HarnessError:
+            if attempt == 3 or "NodeExistsException" not in _tail(logfile, 40):
+                raise
+            log("Kafka: the previous broker's registration has not expired yet; retrying in 8s")
+            time.sleep(8)
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
