@@ -27,16 +27,15 @@ import psycopg2
 import pymongo
 from kafka import KafkaConsumer
 
-from quotes_consumer.record import Coordinates, InvalidRecord, transform
+from quotes_consumer.loop import to_message
+from quotes_consumer.record import InvalidRecord, transform
 from quotes_consumer.sinks.mongo import to_document
+from quotes_consumer.sinks.postgres import COLUMNS, to_row
 
-INSERT_ONE = """
-INSERT INTO quotes (
-    source_topic, source_partition, source_offset, kafka_timestamp,
-    quote, character, image, character_direction,
-    content_hash, word_count, ingested_at
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
+INSERT_ONE = (
+    f"INSERT INTO quotes ({', '.join(name for name, _ in COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+)
 IDLE_TIMEOUT_MS = 15_000
 
 
@@ -74,29 +73,13 @@ def main(argv: list[str]) -> int:
             first = time.monotonic()
         handled += 1
         now = datetime.now(UTC)
-        source = Coordinates(message.topic, message.partition, message.offset, message.timestamp)
         try:
-            quote = transform(message.value, source, 65_536, now)
+            quote = transform(to_message(message), 65_536, now)
         except InvalidRecord:
             quote = None
         if quote is not None:
             with conn.cursor() as cursor:
-                cursor.execute(
-                    INSERT_ONE,
-                    (
-                        source.topic,
-                        source.partition,
-                        source.offset,
-                        quote.kafka_timestamp,
-                        quote.quote,
-                        quote.character,
-                        quote.image,
-                        quote.character_direction,
-                        quote.content_hash,
-                        quote.word_count,
-                        quote.ingested_at,
-                    ),
-                )
+                cursor.execute(INSERT_ONE, to_row(quote))
             conn.commit()
             collection.insert_one(to_document(quote, datetime.now(UTC)))
             written += 1

@@ -1,28 +1,26 @@
 """Benchmark-only entry point: the real consumer with one of its two sinks switched off.
 
-``python -m bench.one_sink postgres`` (or ``mongo``) runs ``quotes_consumer.__main__.main`` in
-this process, unchanged (settings, health server, signals, loop, dead-lettering, commits), after
-replacing the *other* sink class in ``quotes_consumer.loop`` with :class:`NullSink`, which accepts
-every batch without doing anything. That isolates what one database costs the pipeline.
+``python -m bench.one_sink postgres`` (or ``mongo``) runs ``quotes_consumer.__main__.main``
+unchanged (settings, health server, signals, loop, dead-lettering, commits), through its public
+``build_sinks`` seam: the production sinks are built, and the *other* one is replaced by
+:class:`NullSink`, which accepts every batch without doing anything. That isolates what one
+database costs the pipeline.
 
 Why here and not a consumer setting: a "write to only one database" switch would be a way to
-silently lose data in production; the benchmark needs it, the service does not. The patch relies
-on ``quotes_consumer.loop.run`` looking up ``PostgresSink`` and ``MongoSink`` as module globals
-when it builds its sinks, which this module checks before patching so that a refactoring of the
-loop fails loudly here instead of measuring both sinks under a single-sink label.
+silently lose data in production; the benchmark needs it, the service does not.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import quotes_consumer.__main__ as service
-from quotes_consumer import loop
+from quotes_consumer import sinks
 from quotes_consumer.record import Quote
+from quotes_consumer.settings import Settings
 
-SINKS = {"postgres": "MongoSink", "mongo": "PostgresSink"}  # kept sink -> class to replace
+KEPT = ("postgres", "mongo")
 
 
 class NullSink:
@@ -34,29 +32,32 @@ class NullSink:
     def write(self, batch: Sequence[Quote]) -> None:
         """Nothing to write: this sink is switched off for the measurement."""
 
+    def commit(self, withdrawn: Sequence[Quote]) -> None:
+        """Nothing to commit."""
+
+    def rollback(self) -> None:
+        """Nothing to forget."""
+
     def close(self) -> None:
         """Nothing to close."""
 
 
-def switch_off(class_name: str) -> None:
-    """Make ``loop.run`` build a NullSink where it would build ``class_name``."""
-    original = getattr(loop, class_name, None)
-    if original is None or class_name not in loop.run.__code__.co_names:
-        raise SystemExit(f"bench.one_sink: quotes_consumer.loop.run no longer uses {class_name}")
-    stand_in_name = original.name
+def only(kept: str) -> service.SinkBuilder:
+    def build(settings: Settings) -> list[sinks.Sink]:
+        built = sinks.build(settings)
+        for sink in built:
+            if sink.name != kept:
+                sink.close()
+        return [sink if sink.name == kept else NullSink(sink.name) for sink in built]
 
-    def build(*_args: Any, **_kwargs: Any) -> NullSink:
-        return NullSink(stand_in_name)
-
-    setattr(loop, class_name, build)
+    return build
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 1 or argv[0] not in SINKS:
-        print(f"usage: python -m bench.one_sink {{{','.join(SINKS)}}}", file=sys.stderr)
+    if len(argv) != 1 or argv[0] not in KEPT:
+        print(f"usage: python -m bench.one_sink {{{','.join(KEPT)}}}", file=sys.stderr)
         return 2
-    switch_off(SINKS[argv[0]])
-    return service.main()
+    return service.main(build_sinks=only(argv[0]))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     # (main thread only) does not sample; the main thread's wait for them is this stage.
     (
         "writes: both databases + dead letters, in parallel",
-        "write_everywhere",
+        "keep_alive",
         "quotes_consumer/loop.py",
     ),
     ("offset commit", "commit", "quotes_consumer/loop.py"),

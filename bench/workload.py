@@ -21,7 +21,7 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from quotes_consumer.record import Coordinates, InvalidRecord, Quote, transform
+from quotes_consumer.record import InvalidRecord, Message, Quote, transform
 
 INVALID_EVERY = 50  # index % 50 == 49 is invalid: exactly 2 % of any multiple of 50
 MAX_RECORD_BYTES = 65_536  # the consumer's default CONSUMER_MAX_RECORD_BYTES
@@ -87,9 +87,10 @@ def values(total: int) -> Iterator[bytes]:
         yield json.dumps(item).encode()
 
 
-def coordinates(topic: str, index: int, partitions: int) -> Coordinates:
-    """Where record ``index`` lands: round-robin partitions, one producer, so offsets follow."""
-    return Coordinates(topic, index % partitions, index // partitions, int(time.time() * 1000))
+def message(topic: str, index: int, partitions: int, value: bytes) -> Message:
+    """Record ``index`` where it lands: round-robin partitions, one producer, so offsets follow."""
+    timestamp = int(time.time() * 1000)
+    return Message(topic, index % partitions, index // partitions, timestamp, None, value)
 
 
 def transformed_batches(
@@ -105,9 +106,7 @@ def transformed_batches(
     batch: list[Quote] = []
     for index, value in enumerate(values(total)):
         try:
-            batch.append(
-                transform(value, coordinates(topic, index, partitions), MAX_RECORD_BYTES, now)
-            )
+            batch.append(transform(message(topic, index, partitions, value), MAX_RECORD_BYTES, now))
         except InvalidRecord:
             continue
         if len(batch) == batch_size:
@@ -126,7 +125,7 @@ def check_classification(sample: int = 500) -> None:
     now = datetime.now(UTC)
     for index, value in enumerate(values(sample)):
         try:
-            transform(value, Coordinates("check", 0, index, 0), MAX_RECORD_BYTES, now)
+            transform(message("check", index, 1, value), MAX_RECORD_BYTES, now)
             accepted = True
         except InvalidRecord:
             accepted = False

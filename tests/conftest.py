@@ -47,11 +47,14 @@ def fresh_topic(kafka_bootstrap: str) -> Iterator[str]:
     topics = [name, f"{name}.dlq"]
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="tests")
     admin.create_topics([NewTopic(topic, PARTITIONS, 1) for topic in topics])
+    admin.close()
     try:
         yield name
     finally:
+        # A new client: the first one's connection may not have survived a broker restart.
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="tests")
         with contextlib.suppress(UnknownTopicOrPartitionError):
-            admin.delete_topics(topics)
+            admin.delete_topics(topics, timeout_ms=30_000)
         admin.close()
 
 

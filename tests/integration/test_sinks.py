@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from quotes_consumer.record import Coordinates, transform
+from quotes_consumer.record import Message, transform
 from quotes_consumer.sinks import SinkError
 from quotes_consumer.sinks.mongo import MongoSink
 from quotes_consumer.sinks.postgres import PostgresConfig, PostgresSink
@@ -20,8 +20,7 @@ def batch(n: int, topic: str = "sink-test"):
     now = datetime.now(UTC)
     return [
         transform(
-            quote_value(i, mood="calm"),
-            Coordinates(topic, i % 2, i, 1_700_000_000_000 + i),
+            Message(topic, i % 2, i, 1_700_000_000_000 + i, None, quote_value(i, mood="calm")),
             65_536,
             now,
         )
@@ -45,9 +44,11 @@ def test_postgres_batch_is_idempotent(endpoints: Endpoints, fresh_database: str)
     sink = postgres_sink(endpoints, fresh_database)
     first = batch(50)
     sink.write(first)
+    sink.commit([])
     rows = pg_rows(endpoints, fresh_database)
     # The same records again, transformed later: nothing changes, not even ingested_at.
     sink.write(batch(50))
+    sink.commit([])
     sink.close()
     assert pg_rows(endpoints, fresh_database) == rows
     assert len(rows) == 50
@@ -61,13 +62,14 @@ def test_postgres_views_answer_the_lab_questions(endpoints: Endpoints, fresh_dat
     now = datetime.now(UTC)
     same = b'{"quote": "Again and again", "character": "Echo"}'
     sink.write(
-        [transform(same, Coordinates("t", 0, offset, None), 1024, now) for offset in range(3)]
+        [transform(Message("t", 0, offset, None, None, same), 1024, now) for offset in range(3)]
         + [
             transform(
-                b'{"quote":"Once","character":"Echo"}', Coordinates("t", 0, 3, None), 1024, now
+                Message("t", 0, 3, None, None, b'{"quote":"Once","character":"Echo"}'), 1024, now
             )
         ]
     )
+    sink.commit([])
     sink.close()
     conn = psycopg2.connect(**endpoints.pg_params(fresh_database))
     with conn, conn.cursor() as cursor:

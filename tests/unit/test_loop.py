@@ -1,39 +1,315 @@
-"""The loop's pure parts: which offsets a batch commits, and what a rebalance drops."""
+"""The loop's Kafka side with a stand-in consumer: which offsets a batch commits, what a
+rebalance drops, how each refused commit is handled, and that the loop keeps polling with its
+partitions paused while a write waits.
+
+A stand-in consumer is used because these paths need a rebalance or a refused commit at an exact
+moment; tests/integration/test_consumer.py runs the same loop against a real broker.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 
-from quotes_consumer.loop import PendingBatch, next_offsets, transform_all
+from quotes_consumer.delivery import Delivery
+from quotes_consumer.health import Health, Metrics
+from quotes_consumer.loop import (
+    OwedOffsets,
+    PendingBatch,
+    Rebalance,
+    keep_alive,
+    next_offsets,
+    run,
+    to_message,
+    transform_all,
+)
+from quotes_consumer.settings import load
+from quotes_consumer.sinks import Unavailable
+from tests.unit.test_delivery import FakeDeadLetters, FakeSink
+
+TOPIC = "quotes"
+VALID = b'{"quote":"q","character":"c"}'
 
 
-def record(partition: int, offset: int, value: bytes | None = b'{"quote":"q","character":"c"}'):
+def record(partition: int, offset: int, value: bytes | None = VALID, timestamp: int = 0):
     return ConsumerRecord(
-        "quotes", partition, -1, offset, 1_700_000_000_000, 0, None, value, [], None, 0, 0, 0
+        TOPIC, partition, -1, offset, timestamp, 0, None, value, [], None, 0, 0, 0
     )
+
+
+class Coordinator:
+    def __init__(self) -> None:
+        self.unknown = False
+
+    def coordinator_unknown(self) -> bool:
+        return self.unknown
+
+
+class FakeConsumer:
+    """Enough of KafkaConsumer for the loop: scripted polls, commits and rebalances."""
+
+    def __init__(self, batches: Sequence[list[ConsumerRecord]] = (), partitions: int = 2) -> None:
+        self.batches = list(batches)
+        self.assigned = {TopicPartition(TOPIC, p) for p in range(partitions)}
+        self.paused_set: set[TopicPartition] = set()
+        self.commits: list[dict[TopicPartition, OffsetAndMetadata]] = []
+        self.commit_errors: list[Exception] = []
+        self.polls_while_paused = 0
+        self.listener: Rebalance | None = None
+        self.revoke_on_paused_poll: set[TopicPartition] = set()
+        self.closed = False
+        self._coordinator = Coordinator()
+
+    def subscribe(self, topics: list[str], listener: Rebalance) -> None:
+        self.listener = listener
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None):
+        if self.paused_set and self.paused_set >= self.assigned:
+            self.polls_while_paused += 1
+            if self.revoke_on_paused_poll and self.listener is not None:
+                revoked, self.revoke_on_paused_poll = self.revoke_on_paused_poll, set()
+                self.assigned -= revoked
+                self.listener.on_partitions_revoked(revoked)
+            time.sleep(timeout_ms / 1000)
+            return {}
+        if self.batches:
+            records = self.batches.pop(0)
+            grouped: dict[TopicPartition, list[ConsumerRecord]] = {}
+            for r in records:
+                grouped.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+            return grouped
+        time.sleep(min(timeout_ms, 50) / 1000)
+        return {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused_set |= set(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused_set -= set(partitions)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_set)
+
+    def commit(self, offsets: dict, timeout_ms: int | None = None) -> None:
+        if self.commit_errors:
+            raise self.commit_errors.pop(0)
+        self.commits.append(dict(offsets))
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+    def close(self, autocommit: bool = False, timeout_ms: int | None = None) -> None:
+        self.closed = True
+
+
+def settings(**overrides: str):
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9",
+        "POSTGRES_HOST": "h",
+        "POSTGRES_DB": "d",
+        "POSTGRES_USER": "u",
+        "POSTGRES_PASSWORD": "p",
+        "MONGO_URI": "mongodb://h/",
+        "CONSUMER_BATCH_TIMEOUT_MS": "20",
+        "CONSUMER_BATCH_SIZE": "10",
+    }
+    return load(env | overrides)
+
+
+# --- Pure parts ----------------------------------------------------------------------------------
 
 
 def test_commits_one_past_the_last_record_of_each_partition() -> None:
     batch = [record(0, 5), record(1, 9), record(0, 7), record(0, 6)]
     assert next_offsets(batch) == {
-        TopicPartition("quotes", 0): OffsetAndMetadata(8, "", -1),
-        TopicPartition("quotes", 1): OffsetAndMetadata(10, "", -1),
+        TopicPartition(TOPIC, 0): OffsetAndMetadata(8, "", -1),
+        TopicPartition(TOPIC, 1): OffsetAndMetadata(10, "", -1),
     }
 
 
 def test_a_rebalance_drops_only_the_revoked_partitions() -> None:
     pending = PendingBatch()
     pending.add([record(0, 1), record(1, 1), record(2, 1)])
-    pending.drop({TopicPartition("quotes", 1)})
+    pending.drop({TopicPartition(TOPIC, 1)})
     batch = pending.take()
     assert [(r.partition, r.offset) for r in batch.records] == [(0, 1), (2, 1)]
-    assert pending.records == []
+    assert pending.records == [] and pending.bytes == 0
 
 
 def test_transform_all_splits_valid_from_rejected_and_keeps_the_original() -> None:
-    quotes, rejects = transform_all([record(0, 1), record(0, 2, b"nope")], 1024)
-    assert [q.source.offset for q in quotes] == [1]
-    assert [(r.source.offset, r.value, r.error.reason) for r in rejects] == [
+    messages = [to_message(record(0, 1)), to_message(record(0, 2, b"nope"))]
+    quotes, rejects = transform_all(messages, 1024)
+    assert [q.message.offset for q in quotes] == [1]
+    assert [(r.message.offset, r.message.value, r.reason) for r in rejects] == [
         (2, b"nope", "invalid_json")
     ]
+
+
+def test_a_far_future_timestamp_is_stored_as_null_not_a_crash() -> None:
+    messages = [to_message(record(0, 1, timestamp=10**15))]
+    quotes, rejects = transform_all(messages, 1024)
+    assert rejects == [] and quotes[0].kafka_timestamp is None
+
+
+# --- Commits -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (CommitFailedError(), "NOT committed (rebalancing)"),
+        (RebalanceInProgressError(), "NOT committed (rebalancing)"),
+        (IllegalGenerationError(), "NOT committed (rebalancing)"),
+        (UnknownMemberIdError(), "NOT committed (rebalancing)"),
+        (KafkaTimeoutError(), "NOT committed (Kafka unavailable)"),
+        (KafkaConnectionError(), "NOT committed (Kafka unavailable)"),
+    ],
+)
+def test_a_refused_commit_is_owed_not_retried(error: Exception, said: str) -> None:
+    consumer = FakeConsumer()
+    consumer.commit_errors = [error]
+    owed = OwedOffsets()
+    owed.owe(next_offsets([record(0, 4)]))
+    assert owed.commit(consumer) == said
+    assert consumer.commits == [], "no retry inside the commit"
+    # The next commit, after a poll, carries the owed offset along with the new one.
+    owed.owe(next_offsets([record(1, 2)]))
+    assert owed.commit(consumer) == "committed"
+    assert consumer.commits == [
+        {
+            TopicPartition(TOPIC, 0): OffsetAndMetadata(5, "", -1),
+            TopicPartition(TOPIC, 1): OffsetAndMetadata(3, "", -1),
+        }
+    ]
+
+
+def test_owed_offsets_of_a_partition_no_longer_assigned_are_dropped() -> None:
+    consumer = FakeConsumer(partitions=1)
+    owed = OwedOffsets()
+    owed.owe(next_offsets([record(0, 1), record(1, 1)]))
+    assert owed.commit(consumer) == "committed"
+    assert list(consumer.commits[0]) == [TopicPartition(TOPIC, 0)]
+
+
+# --- Keeping the group alive ---------------------------------------------------------------------
+
+
+def parts(sinks: list[FakeSink], stop: threading.Event) -> Delivery:
+    return Delivery(sinks, FakeDeadLetters(), Metrics(), Health(60), stop, 0.05)
+
+
+def test_while_a_write_waits_the_loop_polls_with_every_partition_paused() -> None:
+    stop = threading.Event()
+    postgres = FakeSink("postgres", failures=[Unavailable("down")] * 40)
+    consumer = FakeConsumer()
+    pending = PendingBatch()
+    listener = Rebalance(pending, OwedOffsets())
+    consumer.subscribe([TOPIC], listener)
+    batch = [to_message(record(0, 0)), to_message(record(1, 0))]
+    quotes, _ = transform_all(batch, 1024)
+    flight = parts([postgres, FakeSink("mongo")], stop).start(quotes, [], refusal=None)  # type: ignore[arg-type]
+    listener.flight = flight
+    consumer.revoke_on_paused_poll = {TopicPartition(TOPIC, 1)}
+    keep_alive(consumer, flight, pending, stop, Health(60))
+    assert flight.wait(0)
+    assert consumer.polls_while_paused >= 2, "heartbeats and rebalances go on"
+    assert consumer.paused() == set(), "partitions are resumed afterwards"
+    assert [q.message.partition for q in flight.outcome().stored] == [0], "revoked: not stored"
+
+
+def test_the_whole_loop_stores_commits_and_stops_on_request() -> None:
+    stop = threading.Event()
+    consumer = FakeConsumer([[record(0, 0), record(1, 0), record(0, 1, b"bad")]])
+    sinks = [FakeSink("postgres"), FakeSink("mongo")]
+    delivery = parts(sinks, stop)
+    threading.Timer(1.0, stop.set).start()
+    run(
+        settings(),
+        lambda listener: _subscribed(consumer, listener),
+        delivery,
+        stop,
+        Metrics(),
+        Health(60),
+    )
+    assert sorted(sinks[0].committed) == sorted(sinks[1].committed) == [0, 0]
+    assert consumer.commits[-1] == {
+        TopicPartition(TOPIC, 0): OffsetAndMetadata(2, "", -1),
+        TopicPartition(TOPIC, 1): OffsetAndMetadata(1, "", -1),
+    }
+    assert consumer.closed
+
+
+def test_a_crash_in_a_write_step_leaves_the_loop_with_the_error() -> None:
+    stop = threading.Event()
+    consumer = FakeConsumer([[record(0, 0)]])
+    sinks = [
+        FakeSink("postgres", failures=[Unavailable("x")] * 100),
+        FakeSink("mongo", failures=[ValueError("bug")]),
+    ]
+    with pytest.raises(ValueError, match="bug"):
+        run(
+            settings(),
+            lambda listener: _subscribed(consumer, listener),
+            parts(sinks, stop),
+            stop,
+            Metrics(),
+            Health(60),
+        )
+    assert consumer.commits == [] and consumer.closed
+
+
+def test_stop_during_an_outage_returns_promptly_without_committing() -> None:
+    stop = threading.Event()
+    consumer = FakeConsumer([[record(0, 0)]])
+    sinks = [FakeSink("postgres", failures=[Unavailable("down")] * 10_000), FakeSink("mongo")]
+    threading.Timer(1.0, stop.set).start()
+    started = time.monotonic()
+    run(
+        settings(),
+        lambda listener: _subscribed(consumer, listener),
+        parts(sinks, stop),
+        stop,
+        Metrics(),
+        Health(60),
+    )
+    assert time.monotonic() - started < 3.0
+    assert consumer.commits == []
+
+
+def test_kafka_unreachable_turns_health_red_after_the_threshold() -> None:
+    stop = threading.Event()
+    consumer = FakeConsumer()
+    consumer._coordinator.unknown = True
+    health = Health(0.2)
+    threading.Timer(1.0, stop.set).start()
+    run(
+        settings(),
+        lambda listener: _subscribed(consumer, listener),
+        parts([FakeSink("p")], stop),
+        stop,
+        Metrics(),
+        health,
+    )
+    healthy, body = health.report()
+    assert "kafka" in body["failing_for_s"] and not healthy
+
+
+def _subscribed(consumer: FakeConsumer, listener: Rebalance) -> FakeConsumer:
+    consumer.subscribe([TOPIC], listener)
+    return consumer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,27 +13,43 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quotes_consumer.record import (
-    Coordinates,
     InvalidRecord,
+    Message,
     Quote,
     content_hash,
     normalize,
     transform,
 )
 from quotes_consumer.sinks.mongo import to_document
+from quotes_consumer.sinks.postgres import COLUMNS, to_row
 
-SOURCE = Coordinates("quotes", 2, 41, 1_700_000_000_123)
+TIMESTAMP_MS = 1_700_000_000_123
+
+
+def message(value: bytes | None, **fields: Any) -> Message:
+    """A record at quotes/2/41, with ``fields`` overriding any part of it."""
+    parts: dict[str, Any] = {
+        "topic": "quotes",
+        "partition": 2,
+        "offset": 41,
+        "timestamp_ms": TIMESTAMP_MS,
+        "key": None,
+        "value": value,
+    }
+    return Message(**(parts | fields))
+
+
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 LIMIT = 65_536
 
 
 def accept(document: Any) -> Quote:
-    return transform(json.dumps(document).encode(), SOURCE, LIMIT, NOW)
+    return transform(message(json.dumps(document).encode()), LIMIT, NOW)
 
 
 def reason_for(value: bytes | None) -> str:
     with pytest.raises(InvalidRecord) as raised:
-        transform(value, SOURCE, LIMIT, NOW)
+        transform(message(value), LIMIT, NOW)
     assert raised.value.detail, "every rejection says why"
     return raised.value.reason
 
@@ -56,7 +73,7 @@ def test_a_full_record_is_normalized_and_enriched() -> None:
     assert quote.extra == {"source": "api"}
     assert quote.ingested_at == NOW
     assert quote.kafka_timestamp == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
-    assert quote.source.record_id == "quotes:2:41"
+    assert quote.message.record_id == "quotes:2:41"
 
 
 def test_optional_fields_may_be_absent_or_null() -> None:
@@ -111,9 +128,9 @@ def test_each_rule_has_its_reason(value: bytes | None, reason: str) -> None:
 
 def test_the_size_limit_is_the_setting() -> None:
     value = json.dumps({"quote": "q" * 500, "character": "c"}).encode()
-    assert transform(value, SOURCE, len(value), NOW).quote == "q" * 500
+    assert transform(message(value), len(value), NOW).quote == "q" * 500
     with pytest.raises(InvalidRecord, match="too_large"):
-        transform(value, SOURCE, len(value) - 1, NOW)
+        transform(message(value), len(value) - 1, NOW)
 
 
 # --- Properties ----------------------------------------------------------------------------------
@@ -145,7 +162,7 @@ candidate_records = st.fixed_dictionaries(
 @given(value=st.binary(max_size=200) | candidate_records.map(lambda d: json.dumps(d).encode()))
 def test_any_input_is_either_a_storable_quote_or_a_reasoned_rejection(value: bytes) -> None:
     try:
-        quote = transform(value, SOURCE, LIMIT, NOW)
+        quote = transform(message(value), LIMIT, NOW)
     except InvalidRecord as error:
         rejected = error
     else:
@@ -177,7 +194,8 @@ def test_valid_quotes_are_accepted_and_hash_like_their_normalized_form(
         return
     accepted = accept({"quote": padding + quote + padding, "character": character + padding})
     assert accepted.content_hash == content_hash(normalize(quote), normalize(character))
-    assert accepted == accept({"quote": normalize(quote), "character": normalize(character)})
+    plain = accept({"quote": normalize(quote), "character": normalize(character)})
+    assert replace(accepted, message=plain.message) == plain
 
 
 def _utf8(text: str) -> bool:
@@ -186,3 +204,94 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# --- Metadata: timestamp, headers, key ----------------------------------------------------------
+
+VALID = json.dumps({"quote": "q", "character": "c"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("timestamp_ms", "stored"),
+    [
+        (None, None),
+        (-1, None),  # Kafka's "no timestamp"
+        (-(2**63), None),
+        (0, datetime(1970, 1, 1, tzinfo=UTC)),
+        (253_402_300_799_999, datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)),
+        (253_402_300_800_000, None),  # year 10000: no date type here holds it
+        (10**15, None),  # year 33658, the record that used to crash the consumer
+        (2**63 - 1, None),
+    ],
+)
+def test_any_timestamp_gives_a_date_or_null_never_a_crash(
+    timestamp_ms: int | None, stored: datetime | None
+) -> None:
+    quote = transform(message(VALID, timestamp_ms=timestamp_ms), LIMIT, NOW)
+    assert quote.kafka_timestamp == stored
+    to_row(quote)
+    bson.encode(to_document(quote, NOW))
+
+
+def test_the_uuid_header_is_the_identity_and_coordinates_are_the_fallback() -> None:
+    plain = transform(message(VALID), LIMIT, NOW)
+    assert plain.message_id is None and plain.identity == "quotes:2:41"
+    first = transform(message(VALID, headers=(("uuid", b"abc-1"), ("x", None))), LIMIT, NOW)
+    again = transform(message(VALID, offset=99, headers=(("uuid", b"abc-1"),)), LIMIT, NOW)
+    assert first.message_id == "abc-1"
+    assert first.identity == again.identity == "quotes:id:abc-1"
+    assert to_document(first, NOW)["_id"] == "quotes:id:abc-1"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (("uuid", None),),
+        (("uuid", b""),),
+        (("uuid", b"x" * 201),),
+        (("uuid", b"\xff"),),
+        (("uuid", b"a\nb"),),
+        (("uuid", b" padded"),),
+        (("uuid", b"a"), ("uuid", b"b")),
+    ],
+)
+def test_a_malformed_message_id_is_rejected(headers: tuple) -> None:
+    with pytest.raises(InvalidRecord) as raised:
+        transform(message(VALID, headers=headers), LIMIT, NOW)
+    assert raised.value.reason == "invalid_message_id"
+
+
+timestamps = st.none() | st.integers(-(2**63), 2**63 - 1) | st.sampled_from([-1, 0, 10**15])
+header_names = st.sampled_from(["uuid", "trace-id", ""]) | st.text(max_size=20)
+header_values = st.none() | st.binary(max_size=40) | st.sampled_from([b"id-1", b"id-2"])
+whole_messages = st.builds(
+    Message,
+    topic=st.just("quotes"),
+    partition=st.integers(0, 2**31 - 1),
+    offset=st.integers(0, 2**63 - 1),
+    timestamp_ms=timestamps,
+    key=st.none() | st.binary(max_size=60),
+    value=st.none()
+    | st.binary(max_size=200)
+    | candidate_records.map(lambda d: json.dumps(d).encode()),
+    headers=st.lists(st.tuples(header_names, header_values), max_size=5).map(tuple),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(whole=whole_messages)
+def test_any_whole_record_is_a_storable_quote_or_a_reasoned_rejection(whole: Message) -> None:
+    """Value, key, headers and timestamp all generated: nothing but InvalidRecord escapes."""
+    try:
+        quote = transform(whole, LIMIT, NOW)
+    except InvalidRecord as error:
+        rejected: InvalidRecord | None = error
+    else:
+        rejected = None
+    if rejected is not None:
+        assert rejected.reason and rejected.detail
+        return
+    assert quote.kafka_timestamp is None or quote.kafka_timestamp.tzinfo is UTC
+    assert quote.identity.startswith("quotes:")
+    assert len(to_row(quote)) == len(COLUMNS)
+    bson.encode(to_document(quote, NOW))

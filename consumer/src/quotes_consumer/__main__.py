@@ -1,7 +1,9 @@
 """Entry point: ``quotes-consumer`` or ``python -m quotes_consumer``.
 
-Reads settings (environment, then a ``.env`` file in the working directory), starts the health
-server, and runs the loop until SIGTERM or SIGINT, which end it cleanly with exit code 0.
+Reads settings (environment, then a ``.env`` file in the working directory), builds the loop's
+parts (sinks, dead-letter publisher, Kafka consumer factory), starts the health server, and runs
+the loop until SIGTERM or SIGINT, which end it with exit code 0 within a few seconds, even in the
+middle of a retry. A bug ends it with exit code 1 and a traceback, so that compose restarts it.
 """
 
 from __future__ import annotations
@@ -11,19 +13,27 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
 from dotenv import load_dotenv
 
+from quotes_consumer import sinks
+from quotes_consumer.deadletter import DeadLetterPublisher
+from quotes_consumer.delivery import Delivery
 from quotes_consumer.health import Health, HealthServer, Metrics
-from quotes_consumer.loop import run
-from quotes_consumer.settings import SettingsError, load
+from quotes_consumer.loop import kafka_consumer, run
+from quotes_consumer.settings import Settings, SettingsError, load
 
+SinkBuilder = Callable[[Settings], Sequence[sinks.Sink]]
+EXIT_BUG = 1
 EXIT_BAD_SETTINGS = 2
+log = logging.getLogger("quotes_consumer")
 
 
-def main() -> int:
+def main(build_sinks: SinkBuilder = sinks.build) -> int:
+    """Run the service; ``build_sinks`` is the seam the benchmark uses to switch a sink off."""
     load_dotenv(Path(".env"), override=False)  # the working directory's; the environment wins
     try:
         settings = load(os.environ)
@@ -35,17 +45,16 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    # The Kafka client logs every reconnect attempt at WARNING/ERROR; the loop already logs one
-    # line per failed attempt, which is what a person needs.
-    if settings.log_level != "DEBUG":
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    # The Kafka client's own warnings (a broker gone, a rebalance) are worth seeing; its INFO
+    # lines are not, unless asked for.
+    logging.getLogger("kafka").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    )
 
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("quotes_consumer").info(
-            "%s received, stopping", signal.Signals(signum).name
-        )
+        log.info("%s received, stopping", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -62,11 +71,27 @@ def main() -> int:
         )
         return EXIT_BAD_SETTINGS
     server.start()
+    dead_letters = DeadLetterPublisher(
+        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, settings.kafka_group_id
+    )
+    delivery = Delivery(
+        build_sinks(settings),
+        dead_letters,
+        metrics,
+        health,
+        stop,
+        settings.consumer_retry_max_backoff_s,
+    )
     try:
-        run(settings, stop, metrics, health)
+        run(settings, kafka_consumer(settings), delivery, stop, metrics, health)
+    except Exception:
+        log.exception("stopping on an unexpected error; the batch in flight stays uncommitted")
+        return EXIT_BUG
     finally:
         health.running = False
         server.stop()
+        delivery.close()
+        dead_letters.close(timeout_s=2.0)
     return 0
 
 

@@ -1,10 +1,15 @@
-"""Dead-letter topic: rejected messages, unchanged, with headers that say why and from where.
+"""Dead-letter topic: rejected messages, unchanged where they fit, with headers that say why.
 
-Modelled on Kafka Connect's dead-letter queue with context headers: the value and key are the
-original bytes, the original headers are kept, and ``dlq.*`` headers name the reason and the
-source topic, partition and offset, so a person can find, fix and replay a record. Delivery is
-at-least-once: a batch retried after a crash may dead-letter a record twice; the source headers
-identify duplicates.
+Modelled on Kafka Connect's dead-letter queue with context headers: the value, key and headers
+are the original ones, and ``dlq.*`` headers name the reason and the source topic, partition and
+offset, so a person can find, fix and replay a record. Delivery is at-least-once: a batch retried
+after a crash may dead-letter a record twice; the source headers identify duplicates.
+
+A dead letter must always fit in the topic, whatever the source record's sizes: a dead letter
+that Kafka refuses would stop the pipeline as surely as a bad record. So key, headers and value
+share a budget below Kafka's default 1 MiB record limit, and whatever is cut is marked in a
+``dlq.*.truncated.from`` header; the whole original stays in the source topic, at the offset the
+headers give.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from dataclasses import dataclass
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from quotes_consumer.record import Coordinates, InvalidRecord
+from quotes_consumer.record import Header, Message
 
-# Kafka's default limit on a record is 1 MiB (broker message.max.bytes, producer
-# max.request.size). A rejected value close to it would not fit beside the reason headers, and a
-# record that can never be sent would block the partition forever; so such a value is cut, and a
-# header says so. The whole original stays in the source topic, at the offset the headers give.
-MAX_VALUE_BYTES = 900_000
+# Kafka's defaults: broker message.max.bytes 1,048,588 and producer max.request.size 1,048,576.
+# The budget leaves room for the record and batch framing.
+MAX_DEAD_LETTER_BYTES = 1_000_000
+MAX_KEY_BYTES = 16_384
+MAX_ORIGINAL_HEADER_BYTES = 65_536
+MAX_ERROR_CHARS = 500
+HEADER_OVERHEAD = 10  # a header's two length varints, at most 5 bytes each
 
 
 class DeadLetterError(RuntimeError):
@@ -30,67 +37,124 @@ class DeadLetterError(RuntimeError):
 
 @dataclass(frozen=True)
 class Reject:
-    """A message that failed the record contract."""
+    """A message that goes to the dead-letter topic, and why."""
 
-    source: Coordinates
+    message: Message
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """The record to produce: within the budget, with the cuts marked."""
+
     key: bytes | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-    error: InvalidRecord
+    headers: list[tuple[str, bytes]]
+
+    def size(self) -> int:
+        return _size(self.key) + _size(self.value) + _headers_size(self.headers)
 
 
-def reason_headers(reject: Reject, group_id: str) -> list[tuple[str, bytes]]:
-    source = reject.source
-    truncated = reject.value is not None and len(reject.value) > MAX_VALUE_BYTES
+def _size(data: bytes | None) -> int:
+    return 0 if data is None else len(data)
+
+
+def _headers_size(headers: Sequence[Header]) -> int:
+    return sum(len(name.encode()) + _size(value) + HEADER_OVERHEAD for name, value in headers)
+
+
+def dead_letter(reject: Reject, group_id: str) -> DeadLetter:
+    """Build the dead letter for ``reject``: context headers first, then what fits of the rest."""
+    message = reject.message
     context = [
-        ("dlq.reason", reject.error.reason),
-        ("dlq.error", reject.error.detail[:500]),
-        ("dlq.source.topic", source.topic),
-        ("dlq.source.partition", str(source.partition)),
-        ("dlq.source.offset", str(source.offset)),
-        ("dlq.source.timestamp", "" if source.timestamp_ms is None else str(source.timestamp_ms)),
+        ("dlq.reason", reject.reason),
+        ("dlq.error", reject.detail[:MAX_ERROR_CHARS]),
+        ("dlq.source.topic", message.topic),
+        ("dlq.source.partition", str(message.partition)),
+        ("dlq.source.offset", str(message.offset)),
+        ("dlq.source.timestamp", "" if message.timestamp_ms is None else str(message.timestamp_ms)),
         ("dlq.consumer.group", group_id),
     ]
-    if truncated:
-        context.append(("dlq.value.truncated.from", str(len(reject.value or b""))))
-    return [*reject.headers, *((name, text.encode()) for name, text in context)]
+    cuts: list[tuple[str, str]] = []
+
+    # Original headers, in order, while they fit their share; header values may be null.
+    kept: list[tuple[str, bytes]] = []
+    used = 0
+    for name, value in message.headers:
+        cost = _headers_size([(name, value)])
+        if used + cost > MAX_ORIGINAL_HEADER_BYTES:
+            cuts.append(("dlq.headers.truncated.from", str(len(message.headers))))
+            break
+        kept.append((name, value if value is not None else b""))
+        used += cost
+
+    key = message.key
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        cuts.append(("dlq.key.truncated.from", str(len(key))))
+        key = key[:MAX_KEY_BYTES]
+    # A record with neither key nor value cannot be produced again as it was; an empty key
+    # keeps it, and its headers still say where it came from.
+    if key is None and message.value is None:
+        key = b""
+
+    value = message.value
+    # Reserve room for the value-cut marker itself before measuring what is left.
+    fixed = (
+        _size(key)
+        + _headers_size([*kept, *((n, v.encode()) for n, v in (*context, *cuts))])
+        + _headers_size([("dlq.value.truncated.from", b"0" * 20)])
+    )
+    room = MAX_DEAD_LETTER_BYTES - fixed
+    if value is not None and len(value) > room:
+        cuts.append(("dlq.value.truncated.from", str(len(value))))
+        value = value[: max(room, 0)]
+    headers = [*kept, *((name, text.encode()) for name, text in (*context, *cuts))]
+    return DeadLetter(key, value, headers)
 
 
 class DeadLetterPublisher:
+    """Sends rejects to the dead-letter topic and waits until Kafka has them all."""
+
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str) -> None:
         self.topic = topic
         self._group_id = group_id
-        self._producer = KafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","),
-            acks="all",
-            linger_ms=5,
-            retries=5,
-            max_block_ms=10_000,
-            request_timeout_ms=10_000,
-            client_id="quotes-consumer-dlq",
-        )
+        self._bootstrap_servers = bootstrap_servers.split(",")
+        self._producer: KafkaProducer | None = None  # made at the first publish, when needed
+
+    def _connected(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self._bootstrap_servers,
+                acks="all",
+                linger_ms=5,
+                retries=5,
+                max_block_ms=10_000,
+                request_timeout_ms=10_000,
+                client_id="quotes-consumer-dlq",
+            )
+        return self._producer
 
     def publish(self, rejects: Sequence[Reject], timeout_s: float = 15.0) -> None:
         """Send every reject and wait until Kafka acknowledged all of them."""
         if not rejects:
             return
         try:
-            futures = [
-                self._producer.send(
-                    self.topic,
-                    # A record with neither key nor value cannot be produced again as it was;
-                    # an empty key keeps it, and its headers still say where it came from.
-                    key=b"" if reject.key is None and reject.value is None else reject.key,
-                    value=None if reject.value is None else reject.value[:MAX_VALUE_BYTES],
-                    headers=reason_headers(reject, self._group_id),
+            producer = self._connected()
+            futures = []
+            for reject in rejects:
+                letter = dead_letter(reject, self._group_id)
+                futures.append(
+                    producer.send(
+                        self.topic, key=letter.key, value=letter.value, headers=letter.headers
+                    )
                 )
-                for reject in rejects
-            ]
-            self._producer.flush(timeout=timeout_s)
+            producer.flush(timeout=timeout_s)
             for future in futures:
                 future.get(timeout=timeout_s)
         except KafkaError as error:
             raise DeadLetterError(f"dead-letter topic {self.topic}: {error}") from error
 
-    def close(self) -> None:
-        self._producer.close(timeout=5)
+    def close(self, timeout_s: float = 5.0) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=timeout_s)

@@ -1,86 +1,85 @@
-"""The consumer loop: poll a batch, transform it, write it, commit it, report it.
+"""The consumer loop: poll a batch, transform it, deliver it, commit it, report it.
 
 Delivery is at-least-once with idempotent writes, which makes every valid record land exactly
 once in each database:
 
-- offsets are committed only after PostgreSQL, MongoDB and the dead-letter topic have all
-  accepted the batch, so a crash at any point re-reads at most the batch in flight;
-- re-reading is harmless, because both sinks key each record by its Kafka coordinates;
-- an outage of any of them is ridden out with capped exponential backoff, retrying only the step
-  that failed, and nothing is committed past an unwritten record;
-- on a rebalance, records of revoked partitions that are not yet written are dropped from the
-  batch; their new owner reads them again from the last committed offset.
+- offsets are committed only after both databases and the dead-letter topic have accepted the
+  batch (``delivery``), so a crash at any point re-reads at most the batch in flight;
+- re-reading is harmless, because both sinks key each record by its identity;
+- while a write waits for a database or the dead-letter topic, the loop pauses its partitions
+  and keeps calling ``poll()``, as Kafka Connect's WorkerSinkTask does, so the consumer keeps its
+  place in the group: heartbeats, rebalances and revocations go on, and a replica that joins
+  during an outage gets its partitions within seconds;
+- on a rebalance, records of revoked partitions that are not yet written are dropped; their new
+  owner reads them again from the last committed offset;
+- a commit the group refuses (it is rebalancing) or that Kafka cannot take now is "not
+  committed": the offsets are owed and go with the next commit after a poll, never retried in a
+  loop that would need a poll first.
+
+The loop is handed its parts (sinks, the dead-letter publisher, a consumer factory) by the
+entry point, so tests and the benchmark can hand it others.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import TypeVar
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 
-from quotes_consumer.deadletter import DeadLetterError, DeadLetterPublisher, Reject
+from quotes_consumer.deadletter import Reject
+from quotes_consumer.delivery import Delivery, InFlight, Outcome, Stopped, one_line
 from quotes_consumer.health import Health, Metrics
-from quotes_consumer.record import Coordinates, InvalidRecord, Quote, transform
+from quotes_consumer.record import InvalidRecord, Message, Quote, transform
 from quotes_consumer.settings import Settings
-from quotes_consumer.sinks import Sink, SinkError
-from quotes_consumer.sinks.mongo import MongoSink
-from quotes_consumer.sinks.postgres import PostgresConfig, PostgresSink
 
 log = logging.getLogger("quotes_consumer")
 
-T = TypeVar("T")
-FIRST_BACKOFF_S = 0.5
 POLL_IDLE_MS = 500
-RETRYABLE = (SinkError, DeadLetterError, KafkaError)
+# A write that takes longer than this pauses the partitions and polls while it waits.
+KEEP_ALIVE_AFTER_S = 0.5
+KEEP_ALIVE_POLL_MS = 200
+COMMIT_TIMEOUT_MS = 5_000
+OWED_RETRY_S = 2.0
+CONNECT_RETRY_MAX_S = 10.0
+# The group moved on: the commit is refused, and only a poll (rejoining) can fix that.
+REBALANCING = (
+    CommitFailedError,
+    RebalanceInProgressError,
+    IllegalGenerationError,
+    UnknownMemberIdError,
+)
+
+ConsumerFactory = Callable[[ConsumerRebalanceListener], KafkaConsumer]
 
 
-class Stopped(Exception):
-    """Shutdown was asked for while waiting to retry; the batch in flight is not committed."""
-
-
-def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Health) -> None:
+def run(
+    settings: Settings,
+    connect: ConsumerFactory,
+    delivery: Delivery,
+    stop: threading.Event,
+    metrics: Metrics,
+    health: Health,
+) -> None:
     """Consume until ``stop`` is set. Only bugs raise; outages are waited out."""
-    retrying = Retrier(stop, settings.consumer_retry_max_backoff_s, metrics, health)
-    sinks: list[Sink] = [
-        PostgresSink(
-            PostgresConfig(
-                host=settings.postgres_host,
-                port=settings.postgres_port,
-                dbname=settings.postgres_db,
-                user=settings.postgres_user,
-                password=settings.postgres_password,
-            )
-        ),
-        MongoSink(settings.mongo_uri, settings.mongo_db, settings.mongo_collection),
-    ]
     pending = PendingBatch()
-    dead_letters: DeadLetterPublisher | None = None
-    try:
-        dead_letters = retrying(
-            "kafka",
-            "connect the dead-letter producer",
-            lambda: DeadLetterPublisher(
-                settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, settings.kafka_group_id
-            ),
-        )
-        consumer = retrying("kafka", "connect to Kafka", lambda: connect(settings, pending))
-    except Stopped:
-        if dead_letters is not None:
-            dead_letters.close()
-        _close_all(sinks)
+    offsets = OwedOffsets()
+    listener = Rebalance(pending, offsets)
+    consumer = connect_until_stopped(connect, listener, stop, health)
+    if consumer is None:
         return
     log.info(
         "consuming %s as group %s; rejects go to %s",
@@ -88,32 +87,32 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics, health: Hea
         settings.kafka_group_id,
         settings.kafka_dlq_topic,
     )
-    pool = ThreadPoolExecutor(max_workers=len(sinks) + 1, thread_name_prefix="write")
     try:
         while not stop.is_set():
-            batch = poll_batch(consumer, pending, settings, stop)
+            batch = poll_batch(consumer, pending, settings, stop, health)
             if batch is None:
+                offsets.commit_if_due(consumer)
                 continue
-            records = batch.records
-            quotes, rejects = transform_all(records, settings.consumer_max_record_bytes)
-            metrics.consumed.inc(len(records))
+            messages = [to_message(record) for record in batch.records]
+            quotes, rejects = transform_all(messages, settings.consumer_max_record_bytes)
+            metrics.consumed.inc(len(messages))
+            by_id = {m.record_id: m for m in messages}
 
-            write_everywhere(pool, retrying, sinks, dead_letters, quotes, rejects)
-            for sink in sinks:
-                metrics.written.labels(sink.name).inc(len(quotes))
-            for reject in rejects:
-                metrics.dead_lettered.labels(reject.error.reason).inc()
+            flight = delivery.start(quotes, rejects, refusal=partial_refusal(by_id))
+            listener.flight = flight
+            keep_alive(consumer, flight, pending, stop, health)
+            listener.flight = None
+            if not flight.wait(0):
+                break  # stopping mid-write: the batch stays uncommitted
+            outcome = flight.outcome()
 
-            offsets = next_offsets(records)
-            committed = retrying("kafka", "commit offsets", partial(commit, consumer, offsets))
-            report(consumer, batch, quotes, rejects, offsets, committed, metrics)
+            offsets.owe(next_offsets(batch.records))
+            committed = offsets.commit(consumer)
+            report(consumer, batch, outcome, committed, delivery.sink_names, metrics)
     except Stopped as stopped:
         log.info("stopping while retrying to %s; the batch in flight stays uncommitted", stopped)
     finally:
-        pool.shutdown(wait=True)
-        consumer.close(autocommit=False)
-        dead_letters.close()
-        _close_all(sinks)
+        consumer.close(autocommit=False, timeout_ms=3_000)
         log.info("consumer closed")
 
 
@@ -127,83 +126,221 @@ class Batch:
 
 
 class PendingBatch:
-    """Records polled but not yet written; a rebalance may take some of them away."""
+    """Records polled but not yet handed to delivery; a rebalance may take some of them away."""
 
     def __init__(self) -> None:
         self.records: list[ConsumerRecord] = []
+        self.bytes = 0
         self.started = 0.0
 
     def add(self, records: Sequence[ConsumerRecord]) -> None:
         if records and not self.records:
             self.started = time.monotonic()
         self.records.extend(records)
+        self.bytes += sum(record_bytes(r) for r in records)
 
     def drop(self, partitions: set[TopicPartition]) -> None:
         kept = [r for r in self.records if TopicPartition(r.topic, r.partition) not in partitions]
         if len(kept) != len(self.records):
             log.info("rebalance: dropped %d unwritten records", len(self.records) - len(kept))
         self.records = kept
+        self.bytes = sum(record_bytes(r) for r in kept)
 
     def take(self) -> Batch:
         batch = Batch(self.records, self.started)
-        self.records = []
+        self.records, self.bytes = [], 0
         return batch
 
 
-class DropRevoked(ConsumerRebalanceListener):
+def record_bytes(record: ConsumerRecord) -> int:
+    """What a record costs in memory, near enough: its key, value and headers."""
+    headers = record.headers or ()
+    return (
+        len(record.value or b"")
+        + len(record.key or b"")
+        + sum(len(name) + len(value or b"") for name, value in headers)
+    )
+
+
+class OwedOffsets:
+    """Offsets of delivered records, not yet committed; cumulative per partition."""
+
+    def __init__(self) -> None:
+        self._owed: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._last_try = 0.0
+
+    def owe(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        for tp, offset in offsets.items():
+            if tp not in self._owed or self._owed[tp].offset < offset.offset:
+                self._owed[tp] = offset
+
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            self._owed.pop(tp, None)
+
+    def commit_if_due(self, consumer: KafkaConsumer) -> None:
+        if self._owed and time.monotonic() - self._last_try >= OWED_RETRY_S:
+            self.commit(consumer)
+
+    def commit(self, consumer: KafkaConsumer) -> str:
+        """Commit what is owed for partitions still assigned; say how it went, never raise."""
+        self._last_try = time.monotonic()
+        assigned = consumer.assignment()
+        self.forget({tp for tp in self._owed if tp not in assigned})
+        if not self._owed:
+            return "nothing to commit"
+        offsets = dict(self._owed)
+        try:
+            consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except REBALANCING:
+            log.warning("commit refused: the group is rebalancing; committing after the next poll")
+            return "NOT committed (rebalancing)"
+        except KafkaError as error:
+            log.warning("commit failed, committing after the next poll: %s", one_line(error))
+            return "NOT committed (Kafka unavailable)"
+        for tp, offset in offsets.items():
+            if self._owed.get(tp) == offset:
+                del self._owed[tp]
+        return "committed"
+
+
+class Rebalance(ConsumerRebalanceListener):
     """Called inside ``poll()``, in the loop's own thread, when partitions move."""
 
-    def __init__(self, pending: PendingBatch) -> None:
+    def __init__(self, pending: PendingBatch, offsets: OwedOffsets) -> None:
         self._pending = pending
+        self._offsets = offsets
+        self.flight: InFlight | None = None
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._pending.drop(set(revoked))
+        self._lose(set(revoked))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions: %s", _partitions(assigned))
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
-        self._pending.drop(set(lost))
+        self._lose(set(lost))
+
+    def _lose(self, partitions: set[TopicPartition]) -> None:
+        if not partitions:
+            return
+        self._pending.drop(partitions)
+        self._offsets.forget(partitions)
+        if self.flight is not None:
+            self.flight.revoke((tp.topic, tp.partition) for tp in partitions)
+        log.info("revoked partitions: %s", _partitions(partitions))
 
 
-def connect(settings: Settings, pending: PendingBatch) -> KafkaConsumer:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-        group_id=settings.kafka_group_id,
-        client_id=f"quotes-consumer-{socket.gethostname()}",
-        enable_auto_commit=False,
-        auto_offset_reset=settings.kafka_auto_offset_reset,
-        max_poll_records=settings.consumer_batch_size,
-        fetch_max_wait_ms=min(200, settings.consumer_batch_timeout_ms),
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=3_000,
-    )
-    consumer.subscribe([settings.kafka_topic], listener=DropRevoked(pending))
-    return consumer
+def kafka_consumer(settings: Settings) -> ConsumerFactory:
+    """The production consumer factory: manual commits, bounded fetches, explicit timeouts."""
+
+    def connect(listener: ConsumerRebalanceListener) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            group_id=settings.kafka_group_id,
+            client_id=f"quotes-consumer-{settings.kafka_group_id}",
+            enable_auto_commit=False,
+            auto_offset_reset=settings.kafka_auto_offset_reset,
+            max_poll_records=settings.consumer_batch_size,
+            fetch_max_wait_ms=min(200, settings.consumer_batch_timeout_ms),
+            # Memory: at most about one batch's worth of fetched data waits in the client.
+            fetch_max_bytes=settings.consumer_batch_max_bytes,
+            max_partition_fetch_bytes=min(1_048_576, settings.consumer_batch_max_bytes),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            max_poll_interval_ms=settings.consumer_max_poll_interval_ms,
+        )
+        consumer.subscribe([settings.kafka_topic], listener=listener)
+        return consumer
+
+    return connect
+
+
+def connect_until_stopped(
+    connect: ConsumerFactory,
+    listener: ConsumerRebalanceListener,
+    stop: threading.Event,
+    health: Health,
+) -> KafkaConsumer | None:
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            consumer = connect(listener)
+            health.succeeded("kafka")
+            return consumer
+        except KafkaError as error:
+            health.failed("kafka")
+            log.warning("could not connect to Kafka, retrying in %.1fs: %s", delay, one_line(error))
+            stop.wait(delay)
+            delay = min(delay * 2, CONNECT_RETRY_MAX_S)
+    return None
+
+
+def check_kafka(consumer: KafkaConsumer, health: Health) -> None:
+    """Kafka is reachable while the group coordinator is known.
+
+    The one private attribute the loop reads (kafka-python is pinned): no public call tells
+    whether the broker answers, and ``poll()`` returns nothing either way.
+    """
+    if consumer._coordinator.coordinator_unknown():
+        health.failed("kafka")
+    else:
+        health.succeeded("kafka")
 
 
 def poll_batch(
-    consumer: KafkaConsumer, pending: PendingBatch, settings: Settings, stop: threading.Event
+    consumer: KafkaConsumer,
+    pending: PendingBatch,
+    settings: Settings,
+    stop: threading.Event,
+    health: Health,
 ) -> Batch | None:
-    """Poll until the batch is full or its first record is older than the batch timeout.
-
-    Returns None after an idle poll, so the caller sees a shutdown request promptly.
-    """
+    """Poll until the batch is full (records or bytes) or its first record is older than the
+    batch timeout. Returns None after an idle poll, so the caller sees a shutdown promptly."""
     size, timeout_s = settings.consumer_batch_size, settings.consumer_batch_timeout_ms / 1000
     while not stop.is_set():
         if pending.records:
             remaining_ms = int((pending.started + timeout_s - time.monotonic()) * 1000)
-            if len(pending.records) >= size or remaining_ms <= 0:
+            full = (
+                len(pending.records) >= size or pending.bytes >= settings.consumer_batch_max_bytes
+            )
+            if full or remaining_ms <= 0:
                 return pending.take()
             wait_ms = min(remaining_ms, POLL_IDLE_MS)
         else:
             wait_ms = POLL_IDLE_MS
         polled = consumer.poll(timeout_ms=wait_ms, max_records=size - len(pending.records))
+        check_kafka(consumer, health)
         for records in polled.values():
             pending.add(records)
         if not pending.records:
             return None
     return None
+
+
+def keep_alive(
+    consumer: KafkaConsumer,
+    flight: InFlight,
+    pending: PendingBatch,
+    stop: threading.Event,
+    health: Health,
+) -> None:
+    """Wait for the batch in flight; if it takes long, pause every partition and keep polling.
+
+    Polling keeps the consumer in its group and runs the rebalance listener; with every
+    partition paused it fetches nothing. Partitions assigned meanwhile are paused too.
+    """
+    if flight.wait(KEEP_ALIVE_AFTER_S):
+        return
+    try:
+        while not stop.is_set() and not flight.wait(0):
+            consumer.pause(*consumer.assignment())
+            polled = consumer.poll(timeout_ms=KEEP_ALIVE_POLL_MS)
+            check_kafka(consumer, health)
+            for records in polled.values():  # fetched before a new partition was paused
+                pending.add(records)
+    finally:
+        consumer.resume(*consumer.paused())
 
 
 def next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -215,108 +352,43 @@ def next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, Offs
     return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
 
 
-def commit(consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> bool:
-    """Commit, or return False when the group moved on: the new owner re-reads the batch."""
-    try:
-        consumer.commit(offsets, timeout_ms=10_000)
-        return True
-    except CommitFailedError:
-        log.warning(
-            "commit rejected: the group rebalanced during the batch; its new owner re-reads it "
-            "(already written, the writes are idempotent)"
-        )
-        return False
+# --- Transform -----------------------------------------------------------------------------------
 
 
-# --- Transform and write -------------------------------------------------------------------------
+def to_message(record: ConsumerRecord) -> Message:
+    """The client's record as plain data; the timestamp is kept only if it is an integer."""
+    timestamp = record.timestamp if isinstance(record.timestamp, int) else None
+    return Message(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=timestamp,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+    )
 
 
-def transform_all(
-    records: Sequence[ConsumerRecord], max_bytes: int
-) -> tuple[list[Quote], list[Reject]]:
-    now = datetime.now(UTC)
+def transform_all(messages: Sequence[Message], max_bytes: int) -> tuple[list[Quote], list[Reject]]:
+    now = datetime.now(UTC)  # one clock read per batch
     quotes: list[Quote] = []
     rejects: list[Reject] = []
-    for record in records:
-        source = Coordinates(record.topic, record.partition, record.offset, record.timestamp)
+    for message in messages:
         try:
-            quotes.append(transform(record.value, source, max_bytes, now))
+            quotes.append(transform(message, max_bytes, now))
         except InvalidRecord as error:
-            log.debug("reject %s: %s", source.record_id, error)
-            rejects.append(Reject(source, record.key, record.value, record.headers or [], error))
+            log.debug("reject %s: %s", message.record_id, error)
+            rejects.append(Reject(message, error.reason, error.detail))
     return quotes, rejects
 
 
-def write_everywhere(
-    pool: ThreadPoolExecutor,
-    retrying: Retrier,
-    sinks: Sequence[Sink],
-    dead_letters: DeadLetterPublisher,
-    quotes: list[Quote],
-    rejects: list[Reject],
-) -> None:
-    """Write both databases and the dead-letter topic at once, each retrying on its own.
+def partial_refusal(by_id: dict[str, Message]) -> Callable[[Quote, str, str], Reject]:
+    """How delivery dead-letters a quote a database refused: with its original record."""
 
-    A batch then costs the slowest of the three, not their sum. Returns once all succeeded;
-    raises Stopped if shutdown came first (the others see the same stop and return promptly).
-    """
-    steps = [
-        pool.submit(
-            retrying,
-            sink.name,
-            f"write {len(quotes)} records to {sink.name}",
-            partial(sink.write, quotes),
-        )
-        for sink in sinks
-    ]
-    steps.append(
-        pool.submit(
-            retrying, "kafka", "dead-letter rejects", partial(dead_letters.publish, rejects)
-        )
-    )
-    for step in steps:
-        step.result()
+    def refusal(quote: Quote, reason: str, detail: str) -> Reject:
+        return Reject(by_id[quote.message.record_id], reason, detail)
 
-
-class Retrier:
-    """Run a step until it succeeds, backing off exponentially up to a cap.
-
-    One log line per failed attempt, and the health status learns since when a target has been
-    failing. Waiting is interruptible: a shutdown request ends the wait with :class:`Stopped`.
-    """
-
-    def __init__(
-        self, stop: threading.Event, max_backoff_s: float, metrics: Metrics, health: Health
-    ) -> None:
-        self._stop = stop
-        self._max_backoff_s = max_backoff_s
-        self._metrics = metrics
-        self._health = health
-
-    def __call__(self, target: str, what: str, action: Callable[[], T]) -> T:
-        delay = min(FIRST_BACKOFF_S, self._max_backoff_s)
-        for attempt in itertools.count(1):
-            try:
-                result = action()
-            except RETRYABLE as error:
-                self._health.failed(target)
-                self._metrics.failures.labels(target).inc()
-                log.warning(
-                    "could not %s (attempt %d), retrying in %.1fs: %s",
-                    what,
-                    attempt,
-                    delay,
-                    _one_line(error),
-                )
-                if self._stop.wait(delay):
-                    raise Stopped(what) from None
-                delay = min(delay * 2, self._max_backoff_s)
-                continue
-            if attempt > 1:
-                log.info("%s: succeeded at attempt %d", what, attempt)
-            self._health.succeeded(target)
-            return result
-        raise AssertionError("unreachable")
+    return refusal
 
 
 # --- Reporting -----------------------------------------------------------------------------------
@@ -325,13 +397,13 @@ class Retrier:
 def report(
     consumer: KafkaConsumer,
     batch: Batch,
-    quotes: Sequence[Quote],
-    rejects: Sequence[Reject],
-    offsets: dict[TopicPartition, OffsetAndMetadata],
-    committed: bool,
+    outcome: Outcome,
+    committed: str,
+    sink_names: Sequence[str],
     metrics: Metrics,
 ) -> None:
     """One log line per batch, and the metrics that go with it."""
+    offsets = next_offsets(batch.records)
     lag = 0
     for tp, offset in offsets.items():
         highwater = consumer.highwater(tp)
@@ -339,19 +411,24 @@ def report(
             behind = max(0, highwater - offset.offset)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
             lag += behind
-    if committed:
+    for sink in sink_names:
+        metrics.written.labels(sink).inc(len(outcome.stored))
+    for reject in outcome.dead_lettered:
+        metrics.dead_lettered.labels(reject.reason).inc()
+    if committed == "committed":
         metrics.commits.inc()
     seconds = time.monotonic() - batch.started
     metrics.batch_seconds.observe(seconds)
     log.info(
-        "batch: %d records from %s -> %d written to postgres+mongo, %d dead-lettered; "
+        "batch: %d records from %s -> %d stored in both databases, %d dead-lettered%s; "
         "%.0f ms; %s; lag %d",
         len(batch.records),
         _partitions(offsets),
-        len(quotes),
-        len(rejects),
+        len(outcome.stored),
+        len(outcome.dead_lettered),
+        f", {outcome.duplicates} repeated message ids" if outcome.duplicates else "",
         seconds * 1000,
-        "committed" if committed else "NOT committed (rebalanced)",
+        committed,
         lag,
     )
 
@@ -359,15 +436,3 @@ def report(
 def _partitions(partitions: object) -> str:
     names = sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)  # type: ignore[attr-defined]
     return ", ".join(names) or "none"
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    if not lines or lines[0].endswith(": None") or lines[0] == "None":
-        return type(error).__name__  # kafka-python's errors often carry no message
-    return lines[0][:300]
-
-
-def _close_all(sinks: Sequence[Sink]) -> None:
-    for sink in sinks:
-        sink.close()

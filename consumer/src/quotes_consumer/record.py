@@ -1,18 +1,20 @@
 """The record contract: decode, validate, normalize and enrich one Kafka message.
 
-Pure functions, no I/O: everything here is unit-tested without a server, and a record that this
-module accepts is guaranteed to be storable by both sinks. That guarantee matters: a record that
-passed validation but then made a batch insert fail would block its partition forever, so every
-way a value could break PostgreSQL (NUL characters, lone surrogates) or MongoDB (``$`` or ``.`` in
-field names, integers beyond 64 bits) is rejected here, with a reason, to the dead-letter topic.
+Pure functions, no I/O: everything here is unit-tested without a server. Every part of a record
+is untrusted: value, key, headers and timestamp. What this module can know breaks a database
+(NUL characters, lone surrogates, ``$`` or ``.`` in field names, integers beyond 64 bits) is
+rejected here, with a reason, so that it never costs a database round trip. What only a database
+can know (an index limit, a size limit) is found by the delivery step, which isolates the
+refused record; see ``delivery``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +26,15 @@ RESERVED_FIELDS = frozenset(
 )
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 32
+# The header NiFi fills from each FlowFile's uuid attribute (PublishKafka's attribute-name regex).
+MESSAGE_ID_HEADER = "uuid"
+MAX_MESSAGE_ID_BYTES = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The last millisecond of 9999-12-31: the end of what a Python datetime (and so a BSON date
+# built from one) can hold.
+MAX_TIMESTAMP_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // timedelta(
+    milliseconds=1
+) + 86_399_999
 
 
 class InvalidRecord(ValueError):
@@ -35,17 +46,29 @@ class InvalidRecord(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class Coordinates:
-    """Where a message came from; the idempotency key of everything written for it."""
+Header = tuple[str, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Kafka record as it arrived: where it sits, and every byte a producer chose.
+
+    Plain data, independent of the Kafka client, so that the contract below is tested without
+    one. Only the coordinates are trusted (the broker assigned them); the timestamp, key, value
+    and headers are whatever a producer sent.
+    """
 
     topic: str
     partition: int
     offset: int
     timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
 
     @property
     def record_id(self) -> str:
+        """The record's Kafka coordinates, unique in the cluster."""
         return f"{self.topic}:{self.partition}:{self.offset}"
 
 
@@ -53,7 +76,9 @@ class Coordinates:
 class Quote:
     """A validated, normalized and enriched quote, ready for both sinks."""
 
-    source: Coordinates
+    message: Message
+    message_id: str | None
+    kafka_timestamp: datetime | None
     quote: str
     character: str
     image: str | None
@@ -64,10 +89,58 @@ class Quote:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def kafka_timestamp(self) -> datetime | None:
-        if self.source.timestamp_ms is None or self.source.timestamp_ms < 0:
-            return None
-        return datetime.fromtimestamp(self.source.timestamp_ms / 1000, tz=UTC)
+    def identity(self) -> str:
+        """What makes two records the same quote for the databases.
+
+        A producer-given message id (the ``uuid`` header NiFi sends) when there is one, so that
+        a message published twice is stored once; otherwise the Kafka coordinates, so that a
+        record read twice is stored once.
+        """
+        if self.message_id is not None:
+            return f"{self.message.topic}:id:{self.message_id}"
+        return self.message.record_id
+
+
+def kafka_timestamp(timestamp_ms: int | None) -> datetime | None:
+    """The record's timestamp as a date, or None when it is absent or no date can hold it.
+
+    Kafka sends -1 for "no timestamp"; a producer may set any other 64-bit value. Anything before
+    1970 or after 9999-12-31 (Python's and BSON's common range) is stored as NULL rather than
+    rejecting an otherwise valid quote: the timestamp is metadata, and the raw value stays in
+    the topic.
+    """
+    if timestamp_ms is None or not 0 <= timestamp_ms <= MAX_TIMESTAMP_MS:
+        return None
+    return EPOCH + timedelta(milliseconds=timestamp_ms)
+
+
+def message_id(headers: Sequence[Header]) -> str | None:
+    """The producer's message id from the ``uuid`` header, checked like any other input."""
+    values = [value for name, value in headers if name == MESSAGE_ID_HEADER]
+    if not values:
+        return None
+    if len(set(values)) > 1:
+        raise InvalidRecord(
+            "invalid_message_id", f"{len(values)} different {MESSAGE_ID_HEADER} headers"
+        )
+    raw = values[0]
+    if raw is None or not 0 < len(raw) <= MAX_MESSAGE_ID_BYTES:
+        raise InvalidRecord(
+            "invalid_message_id",
+            f"the {MESSAGE_ID_HEADER} header must hold 1-{MAX_MESSAGE_ID_BYTES} bytes",
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRecord(
+            "invalid_message_id", f"the {MESSAGE_ID_HEADER} header is not UTF-8"
+        ) from None
+    if not text.isprintable() or text != text.strip():
+        raise InvalidRecord(
+            "invalid_message_id",
+            f"the {MESSAGE_ID_HEADER} header has control characters or surrounding spaces",
+        )
+    return text
 
 
 def normalize(text: str) -> str:
@@ -106,9 +179,10 @@ def decode(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     return document
 
 
-def transform(value: bytes | None, source: Coordinates, max_bytes: int, now: datetime) -> Quote:
+def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
     """Validate one message and enrich it; raise InvalidRecord for anything off-contract."""
-    document = decode(value, max_bytes)
+    identifier = message_id(message.headers)
+    document = decode(message.value, max_bytes)
     quote = _required_text(document, "quote")
     character = _required_text(document, "character")
     image = _optional_url(document, "image")
@@ -120,7 +194,9 @@ def transform(value: bytes | None, source: Coordinates, max_bytes: int, now: dat
         _check_storable(item, key, depth=1)
         _check_field_name(key, key)
     return Quote(
-        source=source,
+        message=message,
+        message_id=identifier,
+        kafka_timestamp=kafka_timestamp(message.timestamp_ms),
         quote=quote,
         character=character,
         image=image,

@@ -37,7 +37,9 @@ class Settings:
     mongo_collection: str
     consumer_batch_size: int
     consumer_batch_timeout_ms: int
+    consumer_batch_max_bytes: int
     consumer_max_record_bytes: int
+    consumer_max_poll_interval_ms: int
     consumer_metrics_port: int
     consumer_unhealthy_after_s: float
     consumer_retry_max_backoff_s: float
@@ -150,10 +152,22 @@ SPEC: tuple[Setting, ...] = (
         "longest wait to fill a batch",
     ),
     Setting(
+        "CONSUMER_BATCH_MAX_BYTES",
+        _int_between(65_536, 256_000_000),
+        8_388_608,
+        "a batch closes at this many bytes of records (bounds memory)",
+    ),
+    Setting(
         "CONSUMER_MAX_RECORD_BYTES",
         _int_between(64, 8_000_000),
         65_536,
         "larger records are dead-lettered",
+    ),
+    Setting(
+        "CONSUMER_MAX_POLL_INTERVAL_MS",
+        _int_between(1_000, 3_600_000),
+        60_000,
+        "Kafka's max.poll.interval.ms; the loop polls about every second even during outages",
     ),
     Setting("CONSUMER_METRICS_PORT", _int_between(0, 65535), 8000, "/healthz and /metrics port"),
     Setting(

@@ -1,0 +1,267 @@
+"""Delivery's control flow with stand-in sinks: refusals isolated, outages waited out, crashes
+surfaced, revocations honoured, both databases kept in agreement.
+
+Stand-ins are fine here: these tests drive interleavings (a crash while another step retries, a
+revocation mid-write) that real servers cannot be made to produce on cue. The same paths run
+against the real servers in tests/integration/test_consumer.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import pytest
+
+from quotes_consumer.deadletter import Reject
+from quotes_consumer.delivery import Delivery, InFlight, Stopped
+from quotes_consumer.health import Health, Metrics
+from quotes_consumer.record import Message, Quote, transform
+from quotes_consumer.sinks import Refused, SinkError, Unavailable
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+DEADLINE_S = 10
+
+
+def quotes(n: int, partitions: int = 1) -> list[Quote]:
+    return [
+        transform(
+            Message(
+                "t", i % partitions, i, 0, None, f'{{"quote":"q{i}","character":"c"}}'.encode()
+            ),
+            1024,
+            NOW,
+        )
+        for i in range(n)
+    ]
+
+
+class FakeSink:
+    """A sink whose failures are scripted; records every call."""
+
+    def __init__(
+        self,
+        name: str,
+        refuses: set[int] = frozenset(),
+        says_which: bool = False,
+        failures: Sequence[Exception] = (),
+        on_write: Callable[[Sequence[Quote]], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.refuses = refuses  # offsets this sink refuses
+        self.says_which = says_which  # report positions (like MongoDB) or not (like PostgreSQL)
+        self.failures = list(failures)  # raised, in order, by the first writes
+        self.on_write = on_write
+        self.writes: list[list[int]] = []
+        self.staged: list[int] = []
+        self.committed: list[int] = []
+        self.withdrawn: list[int] = []
+
+    def write(self, batch: Sequence[Quote]) -> None:
+        self.writes.append([q.message.offset for q in batch])
+        if self.on_write is not None:
+            self.on_write(batch)
+        if self.failures:
+            raise self.failures.pop(0)
+        bad = [i for i, q in enumerate(batch) if q.message.offset in self.refuses]
+        if bad and self.says_which:
+            self.staged += [q.message.offset for i, q in enumerate(batch) if i not in bad]
+            raise Refused(f"{self.name}: no", positions=bad)
+        if bad:
+            raise Refused(f"{self.name}: no")
+        self.staged += [q.message.offset for q in batch]
+
+    def commit(self, withdrawn: Sequence[Quote]) -> None:
+        gone = {q.message.offset for q in withdrawn}
+        self.withdrawn += sorted(gone)
+        self.committed += [o for o in self.staged if o not in gone]
+        self.staged = []
+
+    def rollback(self) -> None:
+        self.staged = []
+
+    def close(self) -> None:
+        pass
+
+
+class FakeDeadLetters:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.published: list[Reject] = []
+
+    def publish(self, rejects: Sequence[Reject]) -> None:
+        if rejects and self.failures:
+            self.failures -= 1
+            from quotes_consumer.deadletter import DeadLetterError
+
+            raise DeadLetterError("broker away")
+        self.published += rejects
+
+
+def deliver(
+    sinks: list[FakeSink],
+    batch: list[Quote],
+    dead: FakeDeadLetters | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[InFlight, FakeDeadLetters, Metrics]:
+    dead = dead or FakeDeadLetters()
+    metrics = Metrics()
+    delivery = Delivery(sinks, dead, metrics, Health(60), stop or threading.Event(), 0.05)
+    by_id = {q.message.record_id: q.message for q in batch}
+    flight = delivery.start(
+        batch,
+        [],
+        refusal=lambda q, reason, detail: Reject(by_id[q.message.record_id], reason, detail),
+    )
+    return flight, dead, metrics
+
+
+def finished(flight: InFlight) -> None:
+    assert flight.wait(DEADLINE_S), "delivery did not finish"
+
+
+@pytest.mark.parametrize("says_which", [False, True])
+@pytest.mark.parametrize("bad", [set(), {37}, {3, 60}, set(range(64))])
+def test_splitting_isolates_exactly_the_refused_records(bad: set[int], says_which: bool) -> None:
+    batch = quotes(64)
+    postgres = FakeSink("postgres", refuses=bad, says_which=says_which)
+    mongo = FakeSink("mongo")
+    flight, dead, _ = deliver([postgres, mongo], batch)
+    finished(flight)
+    outcome = flight.outcome()
+    assert sorted(q.message.offset for q in outcome.stored) == sorted(set(range(64)) - bad)
+    assert sorted(r.message.offset for r in dead.published) == sorted(bad)
+    assert {r.reason for r in dead.published} <= {"rejected_by_postgres"}
+    assert all(r.detail == "postgres: no" for r in dead.published)
+    # Never in one database only: what PostgreSQL refused, MongoDB withdraws.
+    assert sorted(postgres.committed) == sorted(mongo.committed) == sorted(set(range(64)) - bad)
+    assert sorted(mongo.withdrawn) == sorted(bad)
+    # Halving, not one record at a time: about 2k*log2(n) writes for k bad records.
+    if len(bad) in (1, 2):
+        assert len(postgres.writes) <= 1 + 2 * len(bad) * 6
+    if says_which:
+        assert len(postgres.writes) == 1
+
+
+def test_a_refusal_by_mongo_is_withdrawn_from_postgres() -> None:
+    postgres, mongo = FakeSink("postgres"), FakeSink("mongo", refuses={5}, says_which=True)
+    flight, dead, _ = deliver([postgres, mongo], quotes(10))
+    finished(flight)
+    assert 5 not in postgres.committed and postgres.withdrawn == [5]
+    assert [(r.message.offset, r.reason) for r in dead.published] == [(5, "rejected_by_mongo")]
+
+
+def test_transient_errors_are_retried_and_store_everything() -> None:
+    postgres = FakeSink("postgres", failures=[Unavailable("down"), Unavailable("still down")])
+    mongo = FakeSink("mongo")
+    flight, dead, metrics = deliver([postgres, mongo], quotes(20))
+    finished(flight)
+    assert len(flight.outcome().stored) == 20 and dead.published == []
+    assert len(postgres.writes) == 3 and len(mongo.writes) == 1, "only the failing step retries"
+    assert metrics.failures.labels("postgres")._value.get() == 2
+
+
+def test_an_unclassified_error_is_retried_then_isolated() -> None:
+    mystery = [SinkError("what?")] * 3
+    postgres = FakeSink("postgres", failures=mystery, refuses=set())
+    flight, dead, _ = deliver([postgres, FakeSink("mongo")], quotes(8))
+    finished(flight)
+    # Three attempts fail, the fourth (now splitting) succeeds: nothing lost, nothing rejected.
+    assert len(flight.outcome().stored) == 8 and dead.published == []
+
+
+def test_an_error_that_stays_unclassified_dead_letters_only_its_record() -> None:
+    class Mystery(FakeSink):
+        def write(self, batch: Sequence[Quote]) -> None:
+            self.writes.append([q.message.offset for q in batch])
+            if any(q.message.offset == 3 for q in batch):
+                raise SinkError("odd")
+            self.staged += [q.message.offset for q in batch]
+
+    postgres = Mystery("postgres")
+    flight, dead, _ = deliver([postgres, FakeSink("mongo")], quotes(8))
+    finished(flight)
+    assert [r.message.offset for r in dead.published] == [3]
+    assert len(flight.outcome().stored) == 7
+
+
+def test_the_dead_letter_topic_being_away_is_retried() -> None:
+    postgres = FakeSink("postgres", refuses={1})
+    flight, dead, _ = deliver([postgres, FakeSink("mongo")], quotes(4), FakeDeadLetters(failures=2))
+    finished(flight)
+    assert [r.message.offset for r in dead.published] == [1]
+
+
+def test_stop_during_a_retry_ends_the_batch_promptly_uncommitted() -> None:
+    stop = threading.Event()
+    postgres = FakeSink("postgres", failures=[Unavailable("down")] * 1000)
+    mongo = FakeSink("mongo")
+    flight, _, _ = deliver([postgres, mongo], quotes(5), stop=stop)
+    time.sleep(0.3)
+    stop.set()
+    started = time.monotonic()
+    finished(flight)
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(Stopped):
+        flight.outcome()
+    assert postgres.committed == [] and mongo.committed == []
+
+
+def test_a_crash_in_one_step_ends_the_batch_while_another_step_retries() -> None:
+    postgres = FakeSink("postgres", failures=[Unavailable("down")] * 1000)
+    mongo = FakeSink("mongo", failures=[ZeroDivisionError("a bug")])
+    flight, _, _ = deliver([postgres, mongo], quotes(5))
+    started = time.monotonic()
+    finished(flight)
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(ZeroDivisionError):
+        flight.outcome()
+    assert postgres.committed == []
+
+
+def test_a_crash_is_surfaced_even_while_a_sibling_hangs_in_a_socket() -> None:
+    release = threading.Event()
+    postgres = FakeSink("postgres", on_write=lambda _batch: release.wait(DEADLINE_S))
+    mongo = FakeSink("mongo", failures=[KeyError("bug")])
+    flight, _, _ = deliver([postgres, mongo], quotes(5))
+    try:
+        finished(flight)
+        with pytest.raises(KeyError):
+            flight.outcome()
+    finally:
+        release.set()
+
+
+def test_records_of_a_revoked_partition_stop_being_written() -> None:
+    attempts: list[int] = []
+
+    def fail_until_revoked(batch: Sequence[Quote]) -> None:
+        attempts.append(len(batch))
+
+    postgres = FakeSink("postgres", failures=[Unavailable("down")] * 3, on_write=fail_until_revoked)
+    mongo = FakeSink("mongo")
+    batch = quotes(10, partitions=2)
+    flight, _, _ = deliver([postgres, mongo], batch)
+    flight.revoke([("t", 1)])
+    finished(flight)
+    outcome = flight.outcome()
+    assert sorted(q.message.offset for q in outcome.stored) == [0, 2, 4, 6, 8]
+    assert attempts[-1] == 5, "the last attempt wrote only the partition still owned"
+
+
+def test_a_repeated_message_id_is_written_once_and_counted() -> None:
+    def with_id(offset: int) -> Quote:
+        return transform(
+            Message("t", 0, offset, 0, None, b'{"quote":"q","character":"c"}', (("uuid", b"m"),)),
+            1024,
+            NOW,
+        )
+
+    postgres, mongo = FakeSink("postgres"), FakeSink("mongo")
+    flight, _, _ = deliver([postgres, mongo], [with_id(1), with_id(2), *quotes(2)])
+    finished(flight)
+    outcome = flight.outcome()
+    assert outcome.duplicates == 1
+    assert postgres.committed == mongo.committed == [1, 0, 1]  # offsets: m@1, then t:0:0, t:0:1
