@@ -70,8 +70,13 @@ class FakeConsumer:
         self.polls_while_paused = 0
         self.listener: Rebalance | None = None
         self.revoke_on_paused_poll: set[TopicPartition] = set()
+        self.reassign_after_revoke = False  # the eager protocol: revoke all, assign some back
         self.closed = False
+        self.seeks: list[tuple[TopicPartition, int]] = []
         self._coordinator = Coordinator()
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
 
     def subscribe(self, topics: list[str], listener: Rebalance) -> None:
         self.listener = listener
@@ -83,6 +88,9 @@ class FakeConsumer:
                 revoked, self.revoke_on_paused_poll = self.revoke_on_paused_poll, set()
                 self.assigned -= revoked
                 self.listener.on_partitions_revoked(revoked)
+                if self.reassign_after_revoke:
+                    self.assigned |= revoked
+                    self.listener.on_partitions_assigned(revoked)
             time.sleep(timeout_ms / 1000)
             return {}
         if self.batches:
@@ -112,6 +120,8 @@ class FakeConsumer:
         self.commits.append(dict(offsets))
 
     def highwater(self, tp: TopicPartition) -> int | None:
+        if tp not in self.assigned:
+            raise AssertionError("the real client raises IllegalStateError here")
         return None
 
     def close(self, autocommit: bool = False, timeout_ms: int | None = None) -> None:
@@ -253,6 +263,28 @@ def test_the_whole_loop_stores_commits_and_stops_on_request() -> None:
         TopicPartition(TOPIC, 1): OffsetAndMetadata(1, "", -1),
     }
     assert consumer.closed
+
+
+def test_a_partition_revoked_and_assigned_back_mid_write_is_not_committed() -> None:
+    """Its records were dropped from the write, so committing them would lose them; the
+    client re-reads them from the last commit instead."""
+    stop = threading.Event()
+    consumer = FakeConsumer([[record(0, 0), record(1, 0)]])
+    consumer.revoke_on_paused_poll = {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
+    consumer.reassign_after_revoke = True
+    sinks = [FakeSink("postgres", failures=[Unavailable("down")] * 30), FakeSink("mongo")]
+    threading.Timer(3.0, stop.set).start()
+    run(
+        settings(),
+        lambda listener: _subscribed(consumer, listener),
+        parts(sinks, stop),
+        stop,
+        Metrics(),
+        Health(60),
+    )
+    assert sinks[0].committed == []
+    assert consumer.commits == [], "nothing of a revoked partition is committed"
+    assert sorted(consumer.seeks) == [(TopicPartition(TOPIC, 0), 0), (TopicPartition(TOPIC, 1), 0)]
 
 
 def test_a_crash_in_a_write_step_leaves_the_loop_with_the_error() -> None:

@@ -165,6 +165,13 @@ class InFlight:
         with self._lock:
             self._revoked.update(partitions)
 
+    @property
+    def revoked(self) -> set[Partition]:
+        """Partitions revoked while this batch was in flight: none of their offsets may be
+        committed, even if the partition came back, since their records were dropped."""
+        with self._lock:
+            return set(self._revoked)
+
     def outcome(self) -> Outcome:
         """The result once done; re-raises a crash of any step (a bug: the process must exit)."""
         if self._error is not None:

@@ -81,6 +81,7 @@ def run(
     consumer = connect_until_stopped(connect, listener, stop, health)
     if consumer is None:
         return
+    listener.consumer = consumer
     log.info(
         "consuming %s as group %s; rejects go to %s",
         settings.kafka_topic,
@@ -99,14 +100,17 @@ def run(
             by_id = {m.record_id: m for m in messages}
 
             flight = delivery.start(quotes, rejects, refusal=partial_refusal(by_id))
-            listener.flight = flight
+            listener.flight, listener.flight_records = flight, batch.records
             keep_alive(consumer, flight, pending, stop, health)
-            listener.flight = None
+            listener.flight, listener.flight_records = None, ()
             if not flight.wait(0):
                 break  # stopping mid-write: the batch stays uncommitted
             outcome = flight.outcome()
 
-            offsets.owe(next_offsets(batch.records))
+            revoked = flight.revoked
+            offsets.owe(
+                next_offsets([r for r in batch.records if (r.topic, r.partition) not in revoked])
+            )
             committed = offsets.commit(consumer)
             report(consumer, batch, outcome, committed, delivery.sink_names, metrics)
     except Stopped as stopped:
@@ -205,17 +209,30 @@ class OwedOffsets:
 
 
 class Rebalance(ConsumerRebalanceListener):
-    """Called inside ``poll()``, in the loop's own thread, when partitions move."""
+    """Called inside ``poll()``, in the loop's own thread, when partitions move.
+
+    Records of a lost partition that are not written yet are dropped. If the partition comes
+    back to this consumer in the same rebalance (the eager protocol revokes everything first),
+    the client may keep its position past those records, so the consumer seeks back to the
+    first dropped one: dropped records are always read again, by their next owner.
+    """
 
     def __init__(self, pending: PendingBatch, offsets: OwedOffsets) -> None:
         self._pending = pending
         self._offsets = offsets
+        self.consumer: KafkaConsumer | None = None
         self.flight: InFlight | None = None
+        self.flight_records: Sequence[ConsumerRecord] = ()
+        self._rewind: dict[TopicPartition, int] = {}
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self._lose(set(revoked))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            if tp in self._rewind and self.consumer is not None:
+                self.consumer.seek(tp, self._rewind[tp])
+        self._rewind = {}  # partitions that went elsewhere: their owner reads from the commit
         log.info("assigned partitions: %s", _partitions(assigned))
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
@@ -224,6 +241,10 @@ class Rebalance(ConsumerRebalanceListener):
     def _lose(self, partitions: set[TopicPartition]) -> None:
         if not partitions:
             return
+        for record in (*self._pending.records, *self.flight_records):
+            tp = TopicPartition(record.topic, record.partition)
+            if tp in partitions:
+                self._rewind[tp] = min(self._rewind.get(tp, record.offset), record.offset)
         self._pending.drop(partitions)
         self._offsets.forget(partitions)
         if self.flight is not None:
@@ -404,9 +425,10 @@ def report(
 ) -> None:
     """One log line per batch, and the metrics that go with it."""
     offsets = next_offsets(batch.records)
+    assigned = consumer.assignment()
     lag = 0
     for tp, offset in offsets.items():
-        highwater = consumer.highwater(tp)
+        highwater = consumer.highwater(tp) if tp in assigned else None
         if highwater is not None:
             behind = max(0, highwater - offset.offset)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(behind)
