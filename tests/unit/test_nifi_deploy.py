@@ -168,7 +168,7 @@ def test_start_gives_up_with_the_states_in_one_line(
         ),
         (
             '<errorResponse status="500" statusText="Unable to import the specified template: '
-            "Template &quot;Quotes to Kafka&quot; already\nexists &eacute;\"/>",
+            'Template &quot;Quotes to Kafka&quot; already\nexists &eacute;"/>',
             'Unable to import the specified template: Template "Quotes to Kafka" already exists é',
         ),
         ('<errorResponse status="400"/>', "error status 400"),
