@@ -8,36 +8,41 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.BufferedReader;
-import java.io.File;
+import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import javax.xml.parsers.DocumentBuilderFactory;
+import javax.xml.bind.JAXBContext;
+import javax.xml.stream.XMLInputFactory;
+import javax.xml.stream.XMLStreamReader;
 import org.apache.nifi.processor.Processor;
 import org.apache.nifi.processors.standard.GetHTTP;
 import org.apache.nifi.processors.standard.SplitJson;
 import org.apache.nifi.util.MockFlowFile;
 import org.apache.nifi.util.TestRunner;
 import org.apache.nifi.util.TestRunners;
+import org.apache.nifi.web.api.dto.BundleDTO;
+import org.apache.nifi.web.api.dto.ProcessGroupDTO;
+import org.apache.nifi.web.api.dto.ProcessorDTO;
+import org.apache.nifi.web.api.dto.TemplateDTO;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.w3c.dom.Document;
-import org.w3c.dom.Element;
-import org.w3c.dom.NodeList;
 
 /**
  * Apache NiFi 1.28.1's own GetHTTP and SplitJson, configured with exactly the properties that
- * nifi/quotes-flow.xml sets (read from that file, not copied), run with Apache's nifi-mock.
+ * nifi/quotes-flow.xml sets (read from that file, not copied, with NiFi 1.28.1's template
+ * classes), run with Apache's nifi-mock.
  *
  * <p>Why: the harness NiFi that runs the whole template is 1.18.0, so this is where the 1.28.1
  * processors of the compose stack are checked: that the template's settings are valid for them,
@@ -93,39 +98,32 @@ class QuotesFlowProcessorsTest {
         return value;
     }
 
-    /** The properties the template sets on the one processor of this type. */
-    static Map<String, String> templateProperties(String type) throws Exception {
-        File template = Path.of(required("streamlab.template")).toFile();
-        Document doc = DocumentBuilderFactory.newInstance().newDocumentBuilder().parse(template);
-        NodeList processors = doc.getElementsByTagName("processors");
-        Map<String, String> found = null;
-        for (int i = 0; i < processors.getLength(); i++) {
-            Element processor = (Element) processors.item(i);
-            if (!type.equals(childText(processor, "type"))) {
-                continue;
-            }
-            assertTrue(found == null, "the template holds one " + type);
-            found = new LinkedHashMap<>();
-            Element properties = (Element) ((Element) processor.getElementsByTagName("config").item(0))
-                    .getElementsByTagName("properties").item(0);
-            NodeList entries = properties.getElementsByTagName("entry");
-            for (int j = 0; j < entries.getLength(); j++) {
-                Element entry = (Element) entries.item(j);
-                found.put(childText(entry, "key"), childText(entry, "value"));
-            }
+    /**
+     * nifi/quotes-flow.xml read as NiFi 1.28.1's template upload reads it: JAXB into its
+     * TemplateDTO, from a stream reader that refuses DTDs.
+     */
+    static TemplateDTO template() throws Exception {
+        XMLInputFactory factory = XMLInputFactory.newInstance();
+        factory.setProperty(XMLInputFactory.SUPPORT_DTD, false);
+        factory.setProperty(XMLInputFactory.IS_SUPPORTING_EXTERNAL_ENTITIES, false);
+        try (InputStream in = Files.newInputStream(Path.of(required("streamlab.template")))) {
+            XMLStreamReader reader = factory.createXMLStreamReader(in);
+            return JAXBContext.newInstance(TemplateDTO.class).createUnmarshaller()
+                    .unmarshal(reader, TemplateDTO.class).getValue();
         }
-        assertNotNull(found, "the template holds no " + type);
-        return found;
     }
 
-    private static String childText(Element parent, String name) {
-        NodeList children = parent.getChildNodes();
-        for (int i = 0; i < children.getLength(); i++) {
-            if (children.item(i) instanceof Element child && child.getTagName().equals(name)) {
-                return child.getTextContent();
-            }
-        }
-        return null;
+    static List<ProcessorDTO> processors() throws Exception {
+        Set<ProcessGroupDTO> groups = template().getSnippet().getProcessGroups();
+        assertEquals(1, groups.size(), "the template holds one process group");
+        return List.copyOf(groups.iterator().next().getContents().getProcessors());
+    }
+
+    /** The properties the template sets on the one processor of this type. */
+    static Map<String, String> templateProperties(String type) throws Exception {
+        List<ProcessorDTO> found = processors().stream().filter(p -> type.equals(p.getType())).toList();
+        assertEquals(1, found.size(), "the template holds one " + type);
+        return found.get(0).getConfig().getProperties();
     }
 
     /** A runner for the processor with the template's properties; names must be the real ones. */
@@ -157,6 +155,24 @@ class QuotesFlowProcessorsTest {
             String jar = type.getProtectionDomain().getCodeSource().getLocation().getPath();
             assertTrue(jar.endsWith("/nifi-standard-processors-1.28.1.jar"), type + " from " + jar);
         }
+    }
+
+    @Test
+    void theTemplateReadsIntoNiFi1281TemplateClasses() throws Exception {
+        TemplateDTO template = template();
+        assertEquals("Quotes to Kafka", template.getName());
+        assertEquals("1.3", template.getEncodingVersion());
+        Map<String, String> bundles = new TreeMap<>();
+        for (ProcessorDTO processor : processors()) {
+            BundleDTO bundle = processor.getBundle();
+            bundles.put(processor.getType(), bundle.getGroup() + ":" + bundle.getArtifact() + ":" + bundle.getVersion());
+        }
+        assertEquals(Map.of(
+                GET_HTTP, "org.apache.nifi:nifi-standard-nar:1.28.1",
+                SPLIT_JSON, "org.apache.nifi:nifi-standard-nar:1.28.1",
+                "org.apache.nifi.processors.standard.LogAttribute", "org.apache.nifi:nifi-standard-nar:1.28.1",
+                "org.apache.nifi.processors.kafka.pubsub.PublishKafka_2_6", "org.apache.nifi:nifi-kafka-2-6-nar:1.28.1"),
+                bundles);
     }
 
     @Test
