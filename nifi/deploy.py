@@ -6,8 +6,15 @@ the same file serves the compose stack and the native test NiFi.
 
 Steps: wait for the REST API; log in (single-user credentials -> bearer token); replace the
 uploaded template of the same name; reuse the one "Quotes to Kafka" process group in the root
-group (instantiate it if absent, delete extra copies); set its variables from the environment;
-start it and check that every processor runs. Running it twice leaves one copy, running.
+group if it was made from this very template (a SHA-256 of the file is kept in the group's
+comments), otherwise replace it, and delete extra copies; set its variables from the
+environment; start it and check that every processor runs. Running it twice leaves one copy,
+running; running it after the template changed leaves one copy of the new template, running.
+
+Starting is done with care because NiFi's "start process group" starts only the processors
+whose validation has finished as VALID: right after instantiation they are still VALIDATING, and
+would silently stay stopped. So the script waits until none is VALIDATING, then asks NiFi to
+start the group, and asks again while any processor is still stopped.
 
 Environment (all optional except the password):
     NIFI_API_URL             https://nifi:8443/nifi-api
@@ -26,6 +33,8 @@ Standard library only, so it runs in a bare ``python:3.12-slim``.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import html
 import json
 import os
 import re
@@ -50,6 +59,8 @@ VARIABLES = {
     "kafka.bootstrap.servers": "KAFKA_BOOTSTRAP_SERVERS",
     "kafka.topic": "KAFKA_TOPIC",
 }
+# The line deploy.py appends to the group's comments; its hash names the template file's bytes.
+HASH_LINE = re.compile(r"^deploy\.py template sha256: ([0-9a-f]{64})$", re.M)
 REQUEST_TIMEOUT_S = 30.0
 POLL_S = 1.0
 
@@ -183,17 +194,18 @@ class NiFi:
         )
         text = data.decode(errors="replace")
         if status >= 300:
-            raise DeployError(f"template rejected by NiFi (HTTP {status}): {text.strip()[:300]}")
+            raise DeployError(f"template rejected by NiFi (HTTP {status}): {one_line(text)[:300]}")
+        error = upload_error(text)
+        if error is not None:
+            raise DeployError(f"template rejected by NiFi: {error}")
         try:
-            entity = ET.fromstring(text)
+            template_id = ET.fromstring(text).findtext("template/id")
         except ET.ParseError as exc:
             raise DeployError(
-                f"template rejected: unexpected upload answer {text[:200]!r}"
+                f"template rejected: unexpected upload answer {one_line(text)[:200]!r}"
             ) from exc
-        error = entity.findtext("errorResponse")
-        template_id = entity.findtext("template/id")
-        if error or not template_id:
-            raise DeployError(f"template rejected by NiFi: {error or text.strip()[:300]}")
+        if not template_id:
+            raise DeployError(f"template rejected: no template id in {one_line(text)[:200]!r}")
         return template_id
 
     # --- process groups ----------------------------------------------------------------------
@@ -221,6 +233,20 @@ class NiFi:
             raise DeployError(f"template rejected: it did not create one '{FLOW_NAME}' group")
         return str(groups[0]["id"])
 
+    def mark_template(self, group_id: str, digest: str) -> None:
+        """Record which template file the group was made from, in its comments."""
+        current = self.call("GET", f"/process-groups/{group_id}")
+        comments = HASH_LINE.sub("", current["component"].get("comments") or "").rstrip()
+        marked = f"{comments}\ndeploy.py template sha256: {digest}".lstrip()
+        self.call(
+            "PUT",
+            f"/process-groups/{group_id}",
+            {
+                "revision": {**current["revision"], "clientId": self.client_id},
+                "component": {"id": group_id, "comments": marked},
+            },
+        )
+
     def set_state(self, group_id: str, state: str) -> None:
         """Schedule (RUNNING) or unschedule (STOPPED) every component of a group."""
         self.call("PUT", f"/flow/process-groups/{group_id}", {"id": group_id, "state": state})
@@ -239,6 +265,10 @@ class NiFi:
 
     def empty_queues(self, group_id: str, timeout_s: float) -> None:
         """Drop the FlowFiles queued in a group's connections (needed before deleting it)."""
+        status = self.call("GET", f"/flow/process-groups/{group_id}/status")
+        queued = status["processGroupStatus"]["aggregateSnapshot"].get("flowFilesQueued", 0)
+        if queued:
+            log(f"dropping {queued} FlowFile(s) queued in process group {group_id}")
         connections = self.call("GET", f"/process-groups/{group_id}/connections")["connections"]
         for conn in connections:
             request = self.call("POST", f"/flowfile-queues/{conn['id']}/drop-requests")
@@ -301,19 +331,33 @@ class NiFi:
         if request.get("failureReason"):
             raise DeployError(f"NiFi refused the variables: {request['failureReason']}")
 
-    def wait_running(self, group_id: str, timeout_s: float) -> None:
-        """Every processor must reach RUNNING; an invalid one is reported with its reason."""
+    def start(self, group_id: str, timeout_s: float) -> int:
+        """Bring every processor of the group to RUNNING; return how many start requests it took.
+
+        NiFi's group start skips processors that are not (yet) VALID, without saying so: wait
+        while any is VALIDATING, then request the start, and request it again while any
+        processor is still STOPPED. An INVALID processor is reported with its reason.
+        """
         deadline = time.monotonic() + timeout_s
+        requests = 0
+        waited_for_validation = False
         while True:
             procs = [p["component"] for p in self.processors(group_id)]
-            invalid = [p for p in procs if p.get("validationErrors")]
+            invalid = [p for p in procs if validation_status(p) == "INVALID"]
             if invalid:
                 first = invalid[0]
-                raise DeployError(
-                    f"processor '{first['name']}' is invalid: {first['validationErrors'][0]}"
-                )
+                reason = (first.get("validationErrors") or ["(no reason given)"])[0]
+                raise DeployError(f"processor '{first['name']}' is invalid: {one_line(reason)}")
             if procs and all(p["state"] == "RUNNING" for p in procs):
-                return
+                return requests
+            validating = [p["name"] for p in procs if validation_status(p) == "VALIDATING"]
+            if validating:
+                if not waited_for_validation:
+                    log(f"waiting for NiFi to validate: {', '.join(validating)}")
+                    waited_for_validation = True
+            elif any(p["state"] == "STOPPED" for p in procs):
+                self.set_state(group_id, "RUNNING")
+                requests += 1
             if time.monotonic() > deadline:
                 states = ", ".join(f"{p['name']}={p['state']}" for p in procs)
                 raise DeployError(f"processors not running after {timeout_s:.0f}s: {states}")
@@ -326,22 +370,68 @@ def deploy(cfg: Config) -> str:
     nifi.wait_until_up(cfg.wait_timeout_s)
     nifi.login(cfg.username, cfg.password)
     root = nifi.root_id()
+    digest = hashlib.sha256(cfg.template.read_bytes()).hexdigest()
     template_id = nifi.upload_template(root, cfg.template)
     groups = nifi.flow_copies(root)
-    for extra in groups[1:]:
-        log(f"removing extra copy {extra['id']}")
-        nifi.delete_group(extra, cfg.start_timeout_s)
-    if groups:
-        group_id = str(groups[0]["id"])
+    current = [g for g in groups if template_digest(g) == digest][:1]
+    if current:
+        group_id = str(current[0]["id"])
         log(f"reusing process group {group_id}")
     else:
+        # The new group is made before any old one goes, so a template NiFi refuses to
+        # instantiate leaves the running flow as it was.
         group_id = nifi.instantiate(root, template_id)
+        nifi.mark_template(group_id, digest)
         log(f"instantiated template into process group {group_id}")
+    for other in groups:
+        if other in current:
+            continue
+        if current:
+            log(f"removing extra copy {other['id']}")
+        else:
+            old = (template_digest(other) or "none")[:12]
+            log(f"replacing process group {other['id']}: template changed ({old} -> {digest[:12]})")
+        nifi.delete_group(other, cfg.start_timeout_s)
     nifi.set_variables(group_id, cfg.variables, cfg.start_timeout_s)
-    nifi.set_state(group_id, "RUNNING")
-    nifi.wait_running(group_id, cfg.start_timeout_s)
-    log(f"'{FLOW_NAME}' running: {', '.join(f'{k}={v}' for k, v in cfg.variables.items())}")
+    requests = nifi.start(group_id, cfg.start_timeout_s)
+    log(
+        f"'{FLOW_NAME}' running ({requests} start request(s)): "
+        + ", ".join(f"{k}={v}" for k, v in cfg.variables.items())
+    )
     return group_id
+
+
+def template_digest(group: dict[str, Any]) -> str | None:
+    """The template hash deploy.py recorded in a group's comments, if any."""
+    found = HASH_LINE.search(group["component"].get("comments") or "")
+    return found.group(1) if found else None
+
+
+def validation_status(processor: dict[str, Any]) -> str:
+    """VALID, INVALID or VALIDATING; older answers without the field count by their errors."""
+    status = processor.get("validationStatus")
+    if status:
+        return str(status)
+    return "INVALID" if processor.get("validationErrors") else "VALID"
+
+
+def upload_error(text: str) -> str | None:
+    """The reason NiFi gives for a rejected template upload, or None if it was accepted.
+
+    NiFi answers a rejected upload with HTTP 200 and ``<errorResponse status=".."
+    statusText=".."/>``, the text HTML-escaped (which may not even be valid XML).
+    """
+    if not text.lstrip().startswith("<errorResponse"):
+        return None
+    found = re.search(r'statusText="([^"]*)"', text)
+    status = re.search(r'status="([^"]*)"', text)
+    reason = html.unescape(found.group(1)) if found else ""
+    return one_line(reason) or f"error status {status.group(1) if status else 'unknown'}"
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace so an error stays on one line."""
+    return " ".join(text.split())
 
 
 def log(message: str) -> None:

@@ -17,7 +17,8 @@ Version: the brief asks for NiFi 1.28.1, but the registry serves only part of th
 template in ``nifi/quotes-flow.xml`` names 1.28.1 bundles; NiFi maps a template's bundle to the
 one installed version of the same component, so it instantiates unchanged. See NIFI_VERSION.
 
-Layout (cached, shared by every clone): ``$STREAMLAB_CACHE/nifi-<version>/`` (default cache
+Layout (cached, shared by every clone): ``$STREAMLAB_CACHE/nifi-<version>-<stamp>/``, the stamp
+being a hash of the poms, the test doubles and this file (default cache
 ``~/.cache/streamlab``). Instance (conf, repositories, logs, credentials; thrown away by
 ``reset``): ``$STREAMLAB_RUN/nifi`` (default ``/tmp/streamlab-<uid>/nifi``).
 
@@ -65,7 +66,8 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 18443
 DEFAULT_HEAP = "1g"
 DEFAULT_USERNAME = "streamlab"
-# NiFi's single-user provider refuses passwords shorter than 12 characters.
+# NiFi's single-user tooling ignores passwords shorter than 12 characters (and then starts with
+# generated credentials); the harness refuses them instead.
 MIN_PASSWORD_LENGTH = 12
 # Must match ITERATIONS in testdoubles/.../SingleUserLoginProvider.java.
 PBKDF2_ITERATIONS = 120_000
@@ -115,7 +117,9 @@ def settings() -> Settings:
     return Settings(
         port=int(os.environ.get("STREAMLAB_NIFI_PORT", str(DEFAULT_PORT))),
         heap=os.environ.get("STREAMLAB_NIFI_HEAP", DEFAULT_HEAP),
-        layout=cache_dir() / f"nifi-{NIFI_VERSION}",
+        # Keyed by what it was built from, so branches with different test doubles never
+        # replace a layout that another checkout's running NiFi links to.
+        layout=cache_dir() / f"nifi-{NIFI_VERSION}-{_layout_stamp()[:12]}",
         home=Path(os.environ.get("STREAMLAB_NIFI_HOME", run_dir() / "nifi")),
     )
 
@@ -420,6 +424,11 @@ def prepare_instance() -> Settings:
         _write_login(conf, username, password)
         cfg.credentials_file.write_text(json.dumps({"username": username, "password": password}))
         cfg.credentials_file.chmod(0o600)
+    lib = cfg.home / "lib"
+    if lib.is_symlink() and lib.resolve() != (layout / "lib").resolve():
+        # the test doubles or poms changed since this instance was made: use the new layout
+        lib.unlink()
+        lib.symlink_to(layout / "lib", target_is_directory=True)
     _edit_properties(
         conf / "nifi.properties",
         {

@@ -63,3 +63,17 @@ def test_up_refuses_a_short_nifi_password(lab: Path) -> None:
     assert result.returncode != 0
     assert "NIFI_PASSWORD in .env has 10 characters; NiFi needs at least 12" in result.stderr
     assert "docker compose" not in result.stdout, "nothing is started"
+
+
+def test_up_refuses_a_short_nifi_username(lab: Path) -> None:
+    (lab / ".env").write_text("NIFI_USERNAME=nif\nNIFI_PASSWORD=long-enough-password\n")
+    result = make(lab, "up")
+    assert result.returncode != 0
+    assert "NIFI_USERNAME in .env has 3 characters; NiFi needs at least 4" in result.stderr
+    assert "docker compose" not in result.stdout, "nothing is started"
+
+
+def test_check_env_accepts_the_minimum_lengths(lab: Path) -> None:
+    (lab / ".env").write_text("NIFI_USERNAME='nifi'\nNIFI_PASSWORD=\"twelve-chars\"\n")
+    result = make(lab, "check-env")
+    assert result.returncode == 0, result.stderr

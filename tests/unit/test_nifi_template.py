@@ -47,7 +47,7 @@ KNOWN_PROPERTIES: dict[str, dict[str, set[str] | None]] = {
     SPLIT_JSON: {
         "JsonPath Expression": None,
         "Null Value Representation": {"empty string", "the string 'null'"},
-        "max-string-length": None,
+        "Max String Length": None,
     },
     LOG_ATTRIBUTE: {
         "Log Level": {"trace", "debug", "info", "warn", "error"},
@@ -84,13 +84,16 @@ KNOWN_PROPERTIES: dict[str, dict[str, set[str] | None]] = {
 }
 REQUIRED_VALUES = {
     GET_HTTP: {"URL": "${quotes.api.url}"},
-    SPLIT_JSON: {"JsonPath Expression": "$.*"},
+    # a null array item becomes the 4-byte JSON text null, not a 0-byte record
+    SPLIT_JSON: {"JsonPath Expression": "$.*", "Null Value Representation": "the string 'null'"},
     PUBLISH_KAFKA: {
         "bootstrap.servers": "${kafka.bootstrap.servers}",
         "topic": "${kafka.topic}",
         "acks": "all",
         "use-transactions": "false",
         "security.protocol": "PLAINTEXT",
+        # the FlowFile's uuid travels as record header "uuid": the consumer's message id
+        "attribute-name-regex": "uuid",
     },
 }
 # Relationships that carry data which has not (yet) reached Kafka: never auto-terminated.
