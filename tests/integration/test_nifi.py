@@ -30,7 +30,16 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from tests.harness import nifi as harness
-from tests.integration.pipeline import read_topic, values_by_coordinate
+from tests.harness.endpoints import Endpoints
+from tests.integration.pipeline import (
+    ConsumerProcess,
+    consumer_env,
+    mongo_coordinates,
+    pg_rows,
+    read_topic,
+    values_by_coordinate,
+    wait_for,
+)
 from tests.integration.quotes_api_server import serve
 
 pytestmark = pytest.mark.nifi
@@ -391,7 +400,14 @@ def records_with_headers(bootstrap: str, topic: str) -> list[Any]:
 
 
 def test_uuid_header_and_a_batch_resent_after_a_failure(
-    nifi: harness.Settings, kafka_bootstrap: str, small_records_topic: str, one_bad_batch: str
+    nifi: harness.Settings,
+    kafka_bootstrap: str,
+    small_records_topic: str,
+    one_bad_batch: str,
+    endpoints: Endpoints,
+    fresh_database: str,
+    fresh_mongo_db: str,
+    tmp_path: Path,
 ) -> None:
     """One refused record fails the whole batch; the retries re-send the others, same uuid.
 
@@ -434,3 +450,16 @@ def test_uuid_header_and_a_batch_resent_after_a_failure(
         assert set(json.loads(copies[0].value)) == QUOTE_FIELDS
     copies_per_id = sorted(len(c) for c in by_uuid.values())
     print(f"{len(records)} records for {len(by_uuid)} message ids, copies {copies_per_id}")
+
+    # End to end: the consumer stores each FlowFile once, whatever the number of copies.
+    env = consumer_env(endpoints, small_records_topic, fresh_database, fresh_mongo_db)
+    consumer = ConsumerProcess(env, tmp_path).start()
+    wait_for(
+        "every copy consumed",
+        lambda: consumer.metrics().get("quotes_consumer_records_consumed_total") == len(records),
+        60,
+    )
+    assert consumer.terminate() == 0, consumer.log()
+    rows = pg_rows(endpoints, fresh_database)
+    assert sorted(row["message_id"] for row in rows) == sorted(by_uuid)
+    assert len(mongo_coordinates(endpoints, fresh_mongo_db)) == SMALL_QUOTES
