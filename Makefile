@@ -162,6 +162,10 @@ demo-counts: venv ## make counts, for the native lab
 demo-psql: venv ## make psql, for the native lab
 	@$(PY) -m native psql
 
+.PHONY: demo-mongo
+demo-mongo: venv ## make mongosh, for the native lab: Python + pymongo, db = quotes
+	@$(PY) -m native mongo
+
 .PHONY: demo-topic
 demo-topic: venv ## make topic, for the native lab (MESSAGES=10)
 	@$(PY) -m native topic --messages $(MESSAGES)

@@ -29,6 +29,21 @@ def psql(args: list[str]) -> int:
     return 1  # not reached
 
 
+def mongo() -> int:
+    """A Python prompt with pymongo and ``db`` = the lab's quotes database: the lab has no
+    mongosh (it is not packaged for the registries this project installs from)."""
+    lab = native_lab.running_lab()
+    startup = (
+        "import sys, pymongo\n"
+        f"client = pymongo.MongoClient({lab.mongo_uri!r}, serverSelectionTimeoutMS=5000)\n"
+        "db = client['quotes']\n"
+        "print('Python + pymongo; db is the database quotes of the native lab (FerretDB). '\n"
+        "      'Try: db.quotes.count_documents({}) or db.quotes.find_one()', file=sys.stderr)\n"
+    )
+    os.execv(sys.executable, [sys.executable, "-i", "-c", startup])
+    return 1  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m native", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("counts", help="records, lag, rows, documents, dead letters")
     sql = sub.add_parser("psql", help="psql in the lab's database (extra arguments go to psql)")
     sql.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("mongo", help="a Python prompt with pymongo, db = the quotes database")
     for name, topic in (("topic", provision.TOPIC), ("dlq", provision.DLQ_TOPIC)):
         reader = sub.add_parser(name, help=f"the {topic} topic and its latest records")
         reader.add_argument("--messages", type=int, default=10, help="how many (default 10)")
@@ -63,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             return native_lab.reset(args.yes)
         if args.command == "status":
             return native_lab.status()
+        if args.command == "mongo":
+            return mongo()
         if args.command == "psql":
             return psql([*extra, *args.args])
         probe = native_lab.running_lab().probe()

@@ -6,9 +6,10 @@ Why these ways of counting, each cheap enough to run every 2 s for days:
   consumer's lag is end minus the group's committed offset. Offsets only, no record is read.
 - PostgreSQL: ``count(*)`` on ``quotes``; an index-only count stays in milliseconds at the
   sizes a lab reaches (one row per quote, 2 a second).
-- MongoDB (FerretDB here): the *estimated* document count (the ``count`` command with no
-  filter), not ``countDocuments``, which makes FerretDB read every document and takes seconds
-  on a big collection. Without a filter the two agree.
+- MongoDB (FerretDB here): the ``count`` of ``collStats``. FerretDB 1.24 answers both
+  ``countDocuments`` and the "estimated" count by reading every document (measured on
+  100,000 documents: about 2.5 s and 1.9 s), but ``collStats`` from its SQLite tables
+  (about 0.05 s, and exact). Falls back to the estimated count on a server without it.
 """
 
 from __future__ import annotations
@@ -126,7 +127,11 @@ class Probe:
             raise
 
     def documents(self) -> int:
-        return int(self.mongo["quotes"]["quotes"].estimated_document_count())
+        database = self.mongo["quotes"]
+        try:
+            return int(database.command("collStats", "quotes")["count"])
+        except (pymongo.errors.OperationFailure, KeyError):
+            return int(database["quotes"].estimated_document_count())
 
     @staticmethod
     def _try(what: Any) -> int | None:
@@ -158,7 +163,7 @@ def print_counts(probe: Probe) -> None:
     print(f"kafka records ({TOPIC}):   {show(stats.records)}")
     print(f"kafka dead letters:       {show(stats.dead_letters)}")
     print(f"postgres rows:            {show(stats.rows)}")
-    print(f"mongo documents:          {show(stats.documents)}  (estimated count)")
+    print(f"mongo documents:          {show(stats.documents)}")
     print(f"\nconsumer group {GROUP}, topic {TOPIC}:")
     print(f"{'PARTITION':>9}  {'COMMITTED':>10}  {'END':>10}  {'LAG':>6}")
     for partition, (committed, end, lag) in probe.lag_by_partition().items():

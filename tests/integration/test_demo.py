@@ -53,6 +53,7 @@ class Demo:
             ["make", "--no-print-directory", "-C", str(REPO), *args],
             env=self.env,
             capture_output=True,
+            stdin=subprocess.DEVNULL,
             text=True,
             timeout=timeout_s,
             check=False,
@@ -279,6 +280,17 @@ def test_make_demo_fills_both_databases_stops_cleanly_and_keeps_its_data(demo: D
             check=False,
         )
         assert (psql.returncode, psql.stdout.strip()) == (0, "t"), psql.stderr
+        mongo = subprocess.run(
+            [sys.executable, "-m", "native", "mongo"],
+            input="print('documents', db.quotes.count_documents({}) > 0)\n",
+            env=demo.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (mongo.returncode, mongo.stdout.strip()) == (0, "documents True"), mongo.stderr
     finally:
         # `make demo-down`, from another shell, stops the lab running in the background.
         down = demo.make("demo-down", timeout_s=240)
@@ -286,3 +298,11 @@ def test_make_demo_fills_both_databases_stops_cleanly_and_keeps_its_data(demo: D
     assert down.returncode == 0, down.stdout + down.stderr
     assert "[lab] stopped" in _text(log)
     assert demo.leftovers() == [], "processes left after make demo-down"
+
+    # make demo-reset asks first (no answer: nothing deleted); CONFIRM=yes deletes the data.
+    refused = demo.make("demo-reset")
+    assert refused.returncode != 0 and "Aborted." in refused.stdout, refused.stdout
+    assert (demo.root / "lab.json").exists()
+    reset = demo.make("demo-reset", "CONFIRM=yes")
+    assert reset.returncode == 0, reset.stdout + reset.stderr
+    assert not demo.root.exists()
