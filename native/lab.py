@@ -7,9 +7,10 @@ nothing new arrives), then the consumer (it commits what it wrote), the API, NiF
 servers, Kafka before ZooKeeper. Data stays in the lab directory for the next start.
 
 Producer: the Python stand-in by default. The native NiFi (``--producer nifi``) runs the
-shipped flow but needs 1-3 minutes and about 1 GB of heap to start, a large share of a
-2-core laptop or CI runner, and is the harness's NiFi 1.18.0 with the project's stand-in
-PublishKafka_2_6 (tests/harness/nifi/testdoubles/README.md), not Apache's 1.28.1.
+shipped flow, but takes a 1 GB heap and 30 s to start on the project's 2-core machine
+(minutes on its first run, which lays NiFi out from Maven Central), and it is the harness's
+NiFi 1.18.0 with the project's stand-in PublishKafka_2_6
+(tests/harness/nifi/testdoubles/README.md), not Apache's 1.28.1.
 """
 
 from __future__ import annotations
@@ -354,7 +355,7 @@ def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]])
         which = (
             f"producer: the Python stand-in (python -m quotes_producer poll: {POLL_COUNT} "
             f"quotes every {POLL_INTERVAL_S} s, as the NiFi flow). NiFi is not the default: "
-            "it needs 1-3 min and ~1 GB to start here; `make demo PRODUCER=nifi` runs it"
+            "it takes a 1 GB heap and 30 s or more to start; `make demo PRODUCER=nifi` runs it"
         )
     print()
     print(table(lab, producer, version))
