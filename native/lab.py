@@ -293,8 +293,8 @@ def up(producer: str) -> int:
         watch(lab, producer, children)
     except Interrupted as signum:
         log(f"{signum}: stopping everything (the data stays in {home.root})")
-    except LabError as error:
-        print(f"[lab] error: {error}", file=sys.stderr, flush=True)
+    except (LabError, psycopg2.Error, OSError) as error:
+        print(f"[lab] error: {error}".rstrip(), file=sys.stderr, flush=True)
         log("stopping everything that started")
         code = 1
     finally:
@@ -369,8 +369,11 @@ def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]])
 
 
 def watch(lab: Lab, producer: str, children: Mapping[str, subprocess.Popen[bytes]]) -> None:
-    """A status line every 2 s until a signal; a child that dies stops the lab with its log."""
+    """A status line every 2 s until a signal. A part that dies (a child, a server, NiFi)
+    stops the lab with the end of its log, rather than a status line of question marks.
+    A server must be silent twice in a row (2 s apart) to count as dead."""
     probe = lab.probe()
+    silent_before: set[str] = set()
     try:
         while True:
             for name, proc in children.items():
@@ -380,6 +383,13 @@ def watch(lab: Lab, producer: str, children: Mapping[str, subprocess.Popen[bytes
                         f"{name} exited with {proc.returncode}; last lines of {log_path}:\n"
                         f"{_tail(log_path)}"
                     )
+            silent = servers.silent(lab.home, lab.ports, nifi=producer == "nifi")
+            for name, log_path in silent:
+                if name in silent_before:
+                    raise LabError(
+                        f"{name} stopped answering; last lines of {log_path}:\n{_tail(log_path)}"
+                    )
+            silent_before = {name for name, _log in silent}
             print(probe.look().line(), flush=True)
             time.sleep(STATUS_EVERY_S)
     finally:

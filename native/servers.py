@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -175,6 +176,28 @@ def postgres_password(layout: Layout) -> str:
         raise LabError(
             f"no PostgreSQL password in {layout.postgres_password_file}: start the lab first"
         ) from None
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def silent(layout: Layout, ports: Mapping[str, int], nifi: bool) -> list[tuple[str, Path]]:
+    """The servers of a running lab that no longer accept connections, each with its log.
+
+    By port rather than by pid file, so it holds whatever the harness does inside."""
+    run = layout.servers
+    checks = [
+        ("ZooKeeper", ports["zookeeper"], run / "zookeeper.log"),
+        ("Kafka", ports["kafka"], run / "kafka.log"),
+        ("PostgreSQL", ports["postgres"], run / "postgres" / "server.log"),
+        ("FerretDB", ports["mongo"], run / "ferretdb.log"),
+    ]
+    if nifi:
+        checks.append(("NiFi", ports["nifi"], nifi_home(layout) / "logs" / "nifi-app.log"))
+    return [(name, log_file) for name, port, log_file in checks if not _listening(port)]
 
 
 # --- NiFi ----------------------------------------------------------------------------------------
