@@ -105,9 +105,10 @@ def spawn(
 def _wait_group(pgid: int, timeout_s: float, proc: subprocess.Popen[bytes] | None) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if proc is not None:
-            proc.poll()  # reap our own child, or it would linger as a zombie
-        if not group_members(pgid):
+        if not group_members(pgid):  # zombies do not count: they are gone but not yet reaped
+            if proc is not None:  # reap our own child, or it would linger as a zombie
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
             return True
         time.sleep(0.1)
     return False
