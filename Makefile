@@ -153,3 +153,37 @@ bench: servers ## Benchmark the consumer against the native servers (ARGS=--quic
 .PHONY: consumer
 consumer: venv ## Run the consumer on the host with the settings in .env
 	$(PY) -m quotes_consumer
+
+##@ The lab without Docker (native processes, data kept in STREAMLAB_LAB_DIR)
+
+.PHONY: demo
+demo: venv ## The whole pipeline without Docker; Ctrl-C stops it (PRODUCER=nifi: the NiFi flow)
+	$(PY) -m native up $(if $(PRODUCER),--producer $(PRODUCER))
+
+.PHONY: demo-down
+demo-down: venv ## Stop a native lab left running (its data is kept)
+	$(PY) -m native down
+
+.PHONY: demo-reset
+demo-reset: venv ## Stop the native lab and delete its data (asks first; CONFIRM=yes skips)
+	$(PY) -m native reset $(if $(filter yes,$(CONFIRM)),--yes)
+
+.PHONY: demo-counts
+demo-counts: venv ## make counts, for the native lab
+	@$(PY) -m native counts
+
+.PHONY: demo-psql
+demo-psql: venv ## make psql, for the native lab
+	@$(PY) -m native psql
+
+.PHONY: demo-mongo
+demo-mongo: venv ## make mongosh, for the native lab: Python + pymongo, db = quotes
+	@$(PY) -m native mongo
+
+.PHONY: demo-topic
+demo-topic: venv ## make topic, for the native lab (MESSAGES=10)
+	@$(PY) -m native topic --messages $(MESSAGES)
+
+.PHONY: demo-dlq
+demo-dlq: venv ## make dlq, for the native lab (MESSAGES=10)
+	@$(PY) -m native dlq --messages $(MESSAGES)

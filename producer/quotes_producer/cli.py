@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("QUOTES_API_URL", "http://127.0.0.1:8080/quotes?count=10"),
         help="GET endpoint returning a JSON array (env QUOTES_API_URL)",
     )
-    poll.add_argument("--iterations", type=int, default=1, help="number of polls (default 1)")
+    poll.add_argument(
+        "--iterations", type=int, default=1, help="number of polls (default 1; 0 = until stopped)"
+    )
     poll.add_argument("--interval", type=float, default=5.0, help="seconds between polls")
     _common(poll)
 
@@ -69,17 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_poll(args: argparse.Namespace) -> int:
-    """Fetch/split/publish ``iterations`` times, ``interval`` seconds apart."""
+    """Fetch/split/publish ``iterations`` times (0: until Ctrl-C), ``interval`` seconds apart.
+
+    Ctrl-C (SIGINT, as ``make demo`` sends it) ends the loop; the producer
+    is then closed, which waits for the records already sent to be acknowledged.
+    """
+    if args.iterations < 0:
+        print("error: --iterations must be >= 0", file=sys.stderr)
+        return 2
     producer = make_producer(args.bootstrap)
     total = 0
+    polls = itertools.count() if args.iterations == 0 else range(args.iterations)
     try:
-        for iteration in range(args.iterations):
+        for iteration in polls:
             if iteration:
                 time.sleep(args.interval)
             items = fetch_quotes(args.api_url)
             result = publish(producer, args.topic, split_records(items))
             total += result.count
             print(f"poll {iteration + 1}: fetched {len(items)}, published {result.count}")
+            sys.stdout.flush()  # one line per poll, visible at once in a log file
+    except KeyboardInterrupt:
+        print("interrupted, stopping", flush=True)
     finally:
         producer.close(timeout=10)
     print(f"published {total} records to {args.topic}")

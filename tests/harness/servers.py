@@ -212,11 +212,18 @@ def start_zookeeper() -> None:
     The cluster is throwaway (every test makes its own topics), and a ZooKeeper that went down
     uncleanly (a killed CI run, a reboot) comes back holding the dead broker's registration,
     which a new broker refuses to start beside. So both data folders start empty.
+
+    With ``STREAMLAB_KEEP_DATA=1`` (the native lab, ``make demo``) both are kept instead. The
+    lab stops Kafka before ZooKeeper, so the broker deregisters; after an unclean stop, the
+    retry in :func:`start_kafka` waits out the dead broker's session. Kafka's data is still
+    dropped if ZooKeeper's is gone, since a broker refuses a cluster id it does not know.
     """
     libs = kafka_libs()
     home = run_dir() / "zookeeper"
-    shutil.rmtree(home / "data", ignore_errors=True)
-    shutil.rmtree(run_dir() / "kafka" / "data", ignore_errors=True)
+    keep = os.environ.get("STREAMLAB_KEEP_DATA") == "1" and (home / "data").is_dir()
+    if not keep:
+        shutil.rmtree(home / "data", ignore_errors=True)
+        shutil.rmtree(run_dir() / "kafka" / "data", ignore_errors=True)
     home.mkdir(exist_ok=True)
     conf = home / "zookeeper.properties"
     write_properties(
