@@ -48,6 +48,8 @@ POSTGRES_PORT = int(os.environ.get("STREAMLAB_POSTGRES_PORT", "15432"))
 FERRETDB_PORT = int(os.environ.get("STREAMLAB_FERRETDB_PORT", "27217"))
 POSTGRES_DB = "quotes"
 POSTGRES_USER = "lab"
+# The consumer's login: a member of quotes_writer (sql/010_consumer_privileges.sql), nothing more.
+CONSUMER_POSTGRES_USER = "quotes_consumer"
 
 
 class HarnessError(RuntimeError):
@@ -508,6 +510,15 @@ def postgres_password() -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
+def consumer_postgres_password() -> str:
+    """The consumer login's password, made on first use; the tests set it on the role."""
+    path = run_dir() / "postgres-consumer-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(18) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def stop_postgres() -> None:
     data = run_dir() / "postgres" / "data"
     if (data / "postmaster.pid").exists():
@@ -596,6 +607,8 @@ def endpoints() -> dict[str, str]:
         "POSTGRES_DB": POSTGRES_DB,
         "POSTGRES_USER": POSTGRES_USER,
         "POSTGRES_PASSWORD": postgres_password(),
+        "CONSUMER_POSTGRES_USER": CONSUMER_POSTGRES_USER,
+        "CONSUMER_POSTGRES_PASSWORD": consumer_postgres_password(),
         "MONGO_URI": f"mongodb://{HOST}:{FERRETDB_PORT}/",
     }
 

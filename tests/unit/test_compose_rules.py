@@ -425,6 +425,61 @@ def test_pgadmin_servers_json_points_at_compose_postgres(
         assert pgadmin_env[name] == services["postgres"]["environment"][name], name
 
 
+def test_pgadmin_listens_on_ipv4_and_keeps_hand_added_servers(services: dict[str, Any]) -> None:
+    env = services["pgadmin"]["environment"]
+    # The image's default, [::], fails on hosts with IPv6 disabled.
+    assert env["PGADMIN_LISTEN_ADDRESS"] == "0.0.0.0"
+    # It would delete, at every start, the servers a user registered by hand.
+    assert "PGADMIN_REPLACE_SERVERS_ON_STARTUP" not in env
+
+
+def test_mongo_express_basic_auth_uses_the_102_name(services: dict[str, Any]) -> None:
+    env = services["mongo-express"]["environment"]
+    assert env["ME_CONFIG_BASICAUTH"] == "true"
+    assert "ME_CONFIG_BASICAUTH_ENABLED" not in env, "only read from mongo-express 1.1 on"
+
+
+def test_mongo_healthcheck_probes_the_service_address(services: dict[str, Any]) -> None:
+    """The image's init server listens on 127.0.0.1 only; a probe there passes too early."""
+    probe = services["mongo"]["healthcheck"]["test"]
+    assert "--host" in probe and probe[probe.index("--host") + 1] == "mongo"
+    assert not any("127.0.0.1" in part or "localhost" in part for part in probe)
+
+
+def test_consumer_uses_its_own_least_privilege_logins(services: dict[str, Any]) -> None:
+    consumer = services["consumer"]["environment"]
+    postgres = services["postgres"]["environment"]
+    mongo = services["mongo"]["environment"]
+    assert consumer["POSTGRES_USER"] == postgres["CONSUMER_POSTGRES_USER"]
+    assert consumer["POSTGRES_PASSWORD"] == postgres["CONSUMER_POSTGRES_PASSWORD"]
+    assert consumer["POSTGRES_USER"] != postgres["POSTGRES_USER"], "not the database owner"
+    user, password = mongo["MONGO_CONSUMER_USERNAME"], mongo["MONGO_CONSUMER_PASSWORD"]
+    database = consumer["MONGO_DB"]
+    assert consumer["MONGO_URI"] == (
+        f"mongodb://{user}:{password}@mongo:27017/{database}?authSource={database}"
+    )
+    assert mongo["MONGO_DB"] == database
+    assert mongo["MONGO_INITDB_ROOT_USERNAME"] not in consumer["MONGO_URI"].split("@")[0]
+    mounts = {(v["source"], v["target"]) for v in services["mongo"]["volumes"]}
+    assert (str(REPO / "mongo"), "/docker-entrypoint-initdb.d") in mounts
+    # The login script must be executable: the postgres image sources a non-executable *.sh
+    # into its own shell instead of running it.
+    assert os.access(REPO / "sql" / "011_consumer_login.sh", os.X_OK)
+
+
+def test_image_volumes_are_mapped(services: dict[str, Any]) -> None:
+    """VOLUMEs the Confluent images declare: mapped, so no anonymous volume piles up."""
+    declared = {
+        "zookeeper": {"/var/lib/zookeeper/data", "/var/lib/zookeeper/log", "/etc/zookeeper/secrets"},
+        "kafka": {"/var/lib/kafka/data", "/etc/kafka/secrets"},
+        "kafka-init": {"/var/lib/kafka/data", "/etc/kafka/secrets"},
+    }
+    for name, paths in declared.items():
+        service = services[name]
+        mapped = {v["target"] for v in service.get("volumes", [])} | set(service.get("tmpfs", []))
+        assert paths <= mapped, f"{name}: unmapped {sorted(paths - mapped)}"
+
+
 # --- Helper scripts the compose file runs -------------------------------------------------------
 
 
