@@ -63,3 +63,13 @@ def test_up_refuses_a_short_nifi_password(lab: Path) -> None:
     assert result.returncode != 0
     assert "NIFI_PASSWORD in .env has 10 characters; NiFi needs at least 12" in result.stderr
     assert "docker compose" not in result.stdout, "nothing is started"
+
+
+def test_kafka_tools_run_outside_the_broker() -> None:
+    """The CLI tools' JVMs must not share the broker container's memory limit."""
+    text = (REPO / "Makefile").read_text()
+    cli = re.search(r"^KAFKA_CLI := (.+)$", text, flags=re.M)
+    assert cli is not None
+    assert " run --rm " in cli.group(1) and cli.group(1).endswith(" kafka-cli")
+    assert "exec" not in cli.group(1)
+    assert "exec -T kafka " not in text and "exec kafka " not in text
