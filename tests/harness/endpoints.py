@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg2
 import pymongo
-from psycopg2 import sql
 from dotenv import dotenv_values
+from psycopg2 import sql
 
 from tests.harness import servers
 

@@ -470,7 +470,11 @@ def test_consumer_uses_its_own_least_privilege_logins(services: dict[str, Any]) 
 def test_image_volumes_are_mapped(services: dict[str, Any]) -> None:
     """VOLUMEs the Confluent images declare: mapped, so no anonymous volume piles up."""
     declared = {
-        "zookeeper": {"/var/lib/zookeeper/data", "/var/lib/zookeeper/log", "/etc/zookeeper/secrets"},
+        "zookeeper": {
+            "/var/lib/zookeeper/data",
+            "/var/lib/zookeeper/log",
+            "/etc/zookeeper/secrets",
+        },
         "kafka": {"/var/lib/kafka/data", "/etc/kafka/secrets"},
         "kafka-init": {"/var/lib/kafka/data", "/etc/kafka/secrets"},
     }
