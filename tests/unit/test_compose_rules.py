@@ -606,3 +606,61 @@ def test_kafka_init_gives_up_on_an_unreachable_broker(fake_kafka: dict[str, str]
     result = run_kafka_init({**fake_kafka, "KAFKA_INIT_MAX_ATTEMPTS": "2"})
     assert result.returncode == 1
     assert "not reachable after 2 attempts" in result.stderr
+
+
+# mongosh's globals, faked in Node's vm: enough to check what the script asks of MongoDB. The
+# script itself is not run against a MongoDB here (the test server, FerretDB, has no users).
+FAKE_MONGOSH = textwrap.dedent(
+    """\
+    const fs = require("fs"), vm = require("vm");
+    const calls = [];
+    const existing = process.env.FAKE_EXISTING_USER || null;
+    const sibling = (name) => ({
+      getUser: (user) => (user === existing ? { user } : null),
+      createUser: (spec) => calls.push({ db: name, spec }),
+    });
+    const context = { process, db: { getSiblingDB: sibling }, print: () => {} };
+    try {
+      vm.runInNewContext(fs.readFileSync(process.argv[2], "utf8"), context);
+    } catch (error) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    console.log(JSON.stringify(calls));
+    """
+)
+
+
+def run_mongo_init(tmp_path: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    assert node, "node not found: .ci/run installs Node.js"
+    harness = tmp_path / "fake-mongosh.js"
+    harness.write_text(FAKE_MONGOSH, encoding="utf-8")
+    return subprocess.run(
+        [node, str(harness), str(REPO / "mongo" / "create-consumer-user.js")],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_mongo_init_creates_the_consumer_user_with_readwrite_only(tmp_path: Path) -> None:
+    env = {"MONGO_CONSUMER_USERNAME": "c", "MONGO_CONSUMER_PASSWORD": "p", "MONGO_DB": "quotes"}
+    result = run_mongo_init(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {
+            "db": "quotes",
+            "spec": {"user": "c", "pwd": "p", "roles": [{"role": "readWrite", "db": "quotes"}]},
+        }
+    ]
+    again = run_mongo_init(tmp_path, {**env, "FAKE_EXISTING_USER": "c"})
+    assert again.returncode == 0 and json.loads(again.stdout) == [], "an existing user is kept"
+
+
+def test_mongo_init_names_a_missing_setting(tmp_path: Path) -> None:
+    result = run_mongo_init(tmp_path, {"MONGO_CONSUMER_USERNAME": "c", "MONGO_DB": "quotes"})
+    assert result.returncode == 1
+    assert "MONGO_CONSUMER_PASSWORD" in result.stderr
