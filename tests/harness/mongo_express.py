@@ -22,6 +22,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -128,3 +129,21 @@ class MongoExpress:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.harness.mongo_express install``: fill the cache ahead of the tests."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["install"]:
+        print("usage: python -m tests.harness.mongo_express install", file=sys.stderr)
+        return 2
+    try:
+        print(install())
+    except HarnessError as error:
+        print(f"[harness] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

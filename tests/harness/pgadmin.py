@@ -207,3 +207,21 @@ class PgAdmin:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.harness.pgadmin install``: fill the cache ahead of the tests (CI)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["install"]:
+        print("usage: python -m tests.harness.pgadmin install", file=sys.stderr)
+        return 2
+    try:
+        print(install())
+    except HarnessError as error:
+        print(f"[harness] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
