@@ -515,6 +515,37 @@ def test_pgadmin_render_config_writes_private_pgpass(tmp_path: Path) -> None:
     assert stat.S_IMODE(pgpass.stat().st_mode) == 0o600
 
 
+def test_pgadmin_render_config_can_point_elsewhere(tmp_path: Path) -> None:
+    """PGADMIN_SERVER_HOST/PORT (the UI test's native PostgreSQL) move the server and .pgpass."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PGADMIN_DEFAULT_EMAIL": "admin@example.com",
+        "POSTGRES_USER": "lab",
+        "POSTGRES_DB": "labdb",
+        "POSTGRES_PASSWORD": "pw",
+        "PGADMIN_SERVER_HOST": "127.0.0.1",
+        "PGADMIN_SERVER_PORT": "15432",
+        "STREAMLAB_PGADMIN_DATA_DIR": str(tmp_path),
+        "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
+        "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
+    }
+    script = [sys.executable, str(REPO / "pgadmin" / "render_config.py")]
+    result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    server = next(iter(json.loads((tmp_path / "servers.json").read_text())["Servers"].values()))
+    assert (server["Host"], server["Port"]) == ("127.0.0.1", 15432)
+    pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
+    assert pgpass.read_text(encoding="utf-8") == "127.0.0.1:15432:*:lab:pw\n"
+    bad = subprocess.run(
+        script,
+        env={**env, "PGADMIN_SERVER_PORT": "5432x"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 1 and "PGADMIN_SERVER_PORT" in bad.stderr
+
+
 FAKE_KAFKA_TOPICS = textwrap.dedent(
     """\
     #!/usr/bin/env python3
