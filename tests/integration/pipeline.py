@@ -248,8 +248,9 @@ def consumer_env(
         "POSTGRES_HOST": endpoints.pg_host,
         "POSTGRES_PORT": str(endpoints.pg_port),
         "POSTGRES_DB": database,
-        "POSTGRES_USER": endpoints.pg_user,
-        "POSTGRES_PASSWORD": endpoints.pg_password,
+        # The least-privilege login, as in compose: INSERT and SELECT on quotes, nothing else.
+        "POSTGRES_USER": endpoints.consumer_user,
+        "POSTGRES_PASSWORD": endpoints.consumer_password,
         "MONGO_URI": endpoints.mongo_uri,
         "MONGO_DB": mongo_db,
         "CONSUMER_BATCH_SIZE": "100",

@@ -425,6 +425,65 @@ def test_pgadmin_servers_json_points_at_compose_postgres(
         assert pgadmin_env[name] == services["postgres"]["environment"][name], name
 
 
+def test_pgadmin_listens_on_ipv4_and_keeps_hand_added_servers(services: dict[str, Any]) -> None:
+    env = services["pgadmin"]["environment"]
+    # The image's default, [::], fails on hosts with IPv6 disabled.
+    assert env["PGADMIN_LISTEN_ADDRESS"] == "0.0.0.0"
+    # It would delete, at every start, the servers a user registered by hand.
+    assert "PGADMIN_REPLACE_SERVERS_ON_STARTUP" not in env
+
+
+def test_mongo_express_basic_auth_uses_the_102_name(services: dict[str, Any]) -> None:
+    env = services["mongo-express"]["environment"]
+    assert env["ME_CONFIG_BASICAUTH"] == "true"
+    assert "ME_CONFIG_BASICAUTH_ENABLED" not in env, "only read from mongo-express 1.1 on"
+
+
+def test_mongo_healthcheck_probes_the_service_address(services: dict[str, Any]) -> None:
+    """The image's init server listens on 127.0.0.1 only; a probe there passes too early."""
+    probe = services["mongo"]["healthcheck"]["test"]
+    assert "--host" in probe and probe[probe.index("--host") + 1] == "mongo"
+    assert not any("127.0.0.1" in part or "localhost" in part for part in probe)
+
+
+def test_consumer_uses_its_own_least_privilege_logins(services: dict[str, Any]) -> None:
+    consumer = services["consumer"]["environment"]
+    postgres = services["postgres"]["environment"]
+    mongo = services["mongo"]["environment"]
+    assert consumer["POSTGRES_USER"] == postgres["CONSUMER_POSTGRES_USER"]
+    assert consumer["POSTGRES_PASSWORD"] == postgres["CONSUMER_POSTGRES_PASSWORD"]
+    assert consumer["POSTGRES_USER"] != postgres["POSTGRES_USER"], "not the database owner"
+    user, password = mongo["MONGO_CONSUMER_USERNAME"], mongo["MONGO_CONSUMER_PASSWORD"]
+    database = consumer["MONGO_DB"]
+    assert consumer["MONGO_URI"] == (
+        f"mongodb://{user}:{password}@mongo:27017/{database}?authSource={database}"
+    )
+    assert mongo["MONGO_DB"] == database
+    assert mongo["MONGO_INITDB_ROOT_USERNAME"] not in consumer["MONGO_URI"].split("@")[0]
+    mounts = {(v["source"], v["target"]) for v in services["mongo"]["volumes"]}
+    assert (str(REPO / "mongo"), "/docker-entrypoint-initdb.d") in mounts
+    # The login script must be executable: the postgres image sources a non-executable *.sh
+    # into its own shell instead of running it.
+    assert os.access(REPO / "sql" / "011_consumer_login.sh", os.X_OK)
+
+
+def test_image_volumes_are_mapped(services: dict[str, Any]) -> None:
+    """VOLUMEs the Confluent images declare: mapped, so no anonymous volume piles up."""
+    declared = {
+        "zookeeper": {
+            "/var/lib/zookeeper/data",
+            "/var/lib/zookeeper/log",
+            "/etc/zookeeper/secrets",
+        },
+        "kafka": {"/var/lib/kafka/data", "/etc/kafka/secrets"},
+        "kafka-init": {"/var/lib/kafka/data", "/etc/kafka/secrets"},
+    }
+    for name, paths in declared.items():
+        service = services[name]
+        mapped = {v["target"] for v in service.get("volumes", [])} | set(service.get("tmpfs", []))
+        assert paths <= mapped, f"{name}: unmapped {sorted(paths - mapped)}"
+
+
 # --- Helper scripts the compose file runs -------------------------------------------------------
 
 
@@ -454,6 +513,37 @@ def test_pgadmin_render_config_writes_private_pgpass(tmp_path: Path) -> None:
     pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
     assert pgpass.read_text(encoding="utf-8") == "postgres:5432:*:lab:pa\\:ss\\\\word\n"
     assert stat.S_IMODE(pgpass.stat().st_mode) == 0o600
+
+
+def test_pgadmin_render_config_can_point_elsewhere(tmp_path: Path) -> None:
+    """PGADMIN_SERVER_HOST/PORT (the UI test's native PostgreSQL) move the server and .pgpass."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PGADMIN_DEFAULT_EMAIL": "admin@example.com",
+        "POSTGRES_USER": "lab",
+        "POSTGRES_DB": "labdb",
+        "POSTGRES_PASSWORD": "pw",
+        "PGADMIN_SERVER_HOST": "127.0.0.1",
+        "PGADMIN_SERVER_PORT": "15432",
+        "STREAMLAB_PGADMIN_DATA_DIR": str(tmp_path),
+        "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
+        "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
+    }
+    script = [sys.executable, str(REPO / "pgadmin" / "render_config.py")]
+    result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    server = next(iter(json.loads((tmp_path / "servers.json").read_text())["Servers"].values()))
+    assert (server["Host"], server["Port"]) == ("127.0.0.1", 15432)
+    pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
+    assert pgpass.read_text(encoding="utf-8") == "127.0.0.1:15432:*:lab:pw\n"
+    bad = subprocess.run(
+        script,
+        env={**env, "PGADMIN_SERVER_PORT": "5432x"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 1 and "PGADMIN_SERVER_PORT" in bad.stderr
 
 
 FAKE_KAFKA_TOPICS = textwrap.dedent(
@@ -547,3 +637,61 @@ def test_kafka_init_gives_up_on_an_unreachable_broker(fake_kafka: dict[str, str]
     result = run_kafka_init({**fake_kafka, "KAFKA_INIT_MAX_ATTEMPTS": "2"})
     assert result.returncode == 1
     assert "not reachable after 2 attempts" in result.stderr
+
+
+# mongosh's globals, faked in Node's vm: enough to check what the script asks of MongoDB. The
+# script itself is not run against a MongoDB here (the test server, FerretDB, has no users).
+FAKE_MONGOSH = textwrap.dedent(
+    """\
+    const fs = require("fs"), vm = require("vm");
+    const calls = [];
+    const existing = process.env.FAKE_EXISTING_USER || null;
+    const sibling = (name) => ({
+      getUser: (user) => (user === existing ? { user } : null),
+      createUser: (spec) => calls.push({ db: name, spec }),
+    });
+    const context = { process, db: { getSiblingDB: sibling }, print: () => {} };
+    try {
+      vm.runInNewContext(fs.readFileSync(process.argv[2], "utf8"), context);
+    } catch (error) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    console.log(JSON.stringify(calls));
+    """
+)
+
+
+def run_mongo_init(tmp_path: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    assert node, "node not found: .ci/run installs Node.js"
+    harness = tmp_path / "fake-mongosh.js"
+    harness.write_text(FAKE_MONGOSH, encoding="utf-8")
+    return subprocess.run(
+        [node, str(harness), str(REPO / "mongo" / "create-consumer-user.js")],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_mongo_init_creates_the_consumer_user_with_readwrite_only(tmp_path: Path) -> None:
+    env = {"MONGO_CONSUMER_USERNAME": "c", "MONGO_CONSUMER_PASSWORD": "p", "MONGO_DB": "quotes"}
+    result = run_mongo_init(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        {
+            "db": "quotes",
+            "spec": {"user": "c", "pwd": "p", "roles": [{"role": "readWrite", "db": "quotes"}]},
+        }
+    ]
+    again = run_mongo_init(tmp_path, {**env, "FAKE_EXISTING_USER": "c"})
+    assert again.returncode == 0 and json.loads(again.stdout) == [], "an existing user is kept"
+
+
+def test_mongo_init_names_a_missing_setting(tmp_path: Path) -> None:
+    result = run_mongo_init(tmp_path, {"MONGO_CONSUMER_USERNAME": "c", "MONGO_DB": "quotes"})
+    assert result.returncode == 1
+    assert "MONGO_CONSUMER_PASSWORD" in result.stderr

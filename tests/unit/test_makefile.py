@@ -39,6 +39,16 @@ def test_help_is_the_default_and_lists_every_target(lab: Path) -> None:
     assert set(TARGETS) <= listed, f"missing from make help: {set(TARGETS) - listed}"
 
 
+def test_kafka_tools_run_outside_the_broker() -> None:
+    """The CLI tools' JVMs must not share the broker container's memory limit."""
+    text = (REPO / "Makefile").read_text()
+    cli = re.search(r"^KAFKA_CLI := (.+)$", text, flags=re.M)
+    assert cli is not None
+    assert " run --rm " in cli.group(1) and cli.group(1).endswith(" kafka-cli")
+    assert "exec" not in cli.group(1)
+    assert "exec -T kafka " not in text and "exec kafka " not in text
+
+
 def test_env_is_created_with_fresh_secrets_and_kept_afterwards(lab: Path) -> None:
     assert make(lab, ".env").returncode == 0
     env = (lab / ".env").read_text()

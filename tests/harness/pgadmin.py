@@ -1,0 +1,227 @@
+"""pgAdmin 4 run natively in server mode, configured by the lab's own ``pgadmin/`` files.
+
+Why: a learner's first look at the rows the consumer wrote is pgAdmin's Query Tool, reached
+through the server the compose stack pre-registers (``pgadmin/servers.json``) and the ``.pgpass``
+``pgadmin/render_config.py`` writes. The UI test runs the same pieces outside Docker: the
+compose file's pgAdmin version from PyPI, in a virtualenv cached per machine, with the server
+list and password file rendered by the very script the container runs at start.
+
+The container's entrypoint turns ``PGADMIN_CONFIG_*`` variables into a ``config_distro.py``;
+here that file is written to the instance's own folder and named by ``CONFIG_DISTRO_FILE_PATH``
+(which pgAdmin reads), so the shared install is never modified. Then the same two
+``setup.py`` steps the entrypoint runs: ``setup-db`` creates the login, ``load-servers``
+registers the server list.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.servers import REPO, HarnessError, cache_dir, log, run, wait_until
+
+PGADMIN_VERSION = "9.8"  # docker-compose.yml: dpage/pgadmin4:9.8
+# Every package of the virtualenv, pinned (pgAdmin's own requirements are ranges).
+REQUIREMENTS = REPO / "tests" / "harness" / "pgadmin" / "requirements.txt"
+START_TIMEOUT_S = 90
+
+
+def install() -> Path:
+    """The virtualenv holding pgAdmin, created once per machine; returns its ``python``."""
+    home = cache_dir() / f"pgadmin4-{PGADMIN_VERSION}"
+    python = home / "venv" / "bin" / "python"
+    if (home / ".complete").exists():
+        return python
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with (home.parent / f".{home.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout may be installing it right now
+        if not (home / ".complete").exists():
+            log(f"installing pgAdmin {PGADMIN_VERSION} into {home} (first run only)")
+            shutil.rmtree(home, ignore_errors=True)
+            run([sys.executable, "-m", "venv", str(home / "venv")])
+            run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                    str(REQUIREMENTS),
+                ]
+            )
+            (home / ".complete").touch()
+    return python
+
+
+def package_dir(python: Path) -> Path:
+    """The folder holding ``pgAdmin4.py`` and ``setup.py`` inside the virtualenv."""
+    found = sorted(python.parent.parent.glob("lib/python3*/site-packages/pgadmin4/pgAdmin4.py"))
+    if not found:
+        raise HarnessError(f"pgAdmin4.py not found under {python.parent.parent}: reinstall")
+    return found[0].parent
+
+
+@dataclass(frozen=True)
+class Login:
+    email: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Database:
+    """What the rendered server entry points at (compose: the ``postgres`` service)."""
+
+    host: str
+    port: int
+    dbname: str
+    user: str
+    password: str
+
+
+class PgAdmin:
+    """One pgAdmin instance with its own data folder, on ``127.0.0.1:port``."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        login: Login,
+        database: Database,
+        compose_config: dict[str, str] | None = None,
+    ) -> None:
+        """``compose_config``: the compose file's ``PGADMIN_CONFIG_*`` variables, applied as the
+        image's entrypoint applies them (``PGADMIN_CONFIG_X: v`` becomes ``X = v``)."""
+        self.workdir = workdir
+        self.port = port
+        self.login = login
+        self.database = database
+        self.compose_config = compose_config or {}
+        self.data_dir = workdir / "pgadmin-data"
+        self.log_path = workdir / "pgadmin.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.workdir),
+            "CONFIG_DISTRO_FILE_PATH": str(self.workdir / "config_distro.py"),
+            "PGADMIN_SETUP_EMAIL": self.login.email,
+            "PGADMIN_SETUP_PASSWORD": self.login.password,
+        }
+
+    def _write_config(self) -> None:
+        """What the image's entrypoint and the compose file configure, for a native run."""
+        settings = {
+            "SERVER_MODE": True,
+            "DATA_DIR": str(self.data_dir),
+            "DEFAULT_SERVER": "127.0.0.1",
+            "DEFAULT_SERVER_PORT": self.port,
+            # A closed network: no update check, no Gravatar, no console noise.
+            "UPGRADE_CHECK_ENABLED": False,
+            "SHOW_GRAVATAR_IMAGE": False,
+            "CONSOLE_LOG_LEVEL": 30,
+        }
+        lines = [f"{key} = {value!r}\n" for key, value in settings.items()]
+        prefix = "PGADMIN_CONFIG_"
+        for name, value in self.compose_config.items():
+            if not name.startswith(prefix) or not name[len(prefix) :].isidentifier():
+                raise HarnessError(f"not a pgAdmin configuration variable: {name}")
+            lines.append(f"{name[len(prefix) :]} = {value}\n")  # raw, as the entrypoint does
+        (self.workdir / "config_distro.py").write_text("".join(lines))
+
+    def _render_servers(self) -> Path:
+        """Run ``pgadmin/render_config.py`` as the container does, for this instance."""
+        servers_json = self.data_dir / "servers.json"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PGADMIN_DEFAULT_EMAIL": self.login.email,
+            "POSTGRES_USER": self.database.user,
+            "POSTGRES_PASSWORD": self.database.password,
+            "POSTGRES_DB": self.database.dbname,
+            "PGADMIN_SERVER_HOST": self.database.host,
+            "PGADMIN_SERVER_PORT": str(self.database.port),
+            "STREAMLAB_PGADMIN_DATA_DIR": str(self.data_dir),
+            "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
+            "PGADMIN_SERVER_JSON_FILE": str(servers_json),
+        }
+        run([sys.executable, str(REPO / "pgadmin" / "render_config.py")], env=env)
+        return servers_json
+
+    def start(self) -> PgAdmin:
+        python = install()
+        package = package_dir(python)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        env = self._env()
+        run([str(python), str(package / "setup.py"), "setup-db"], env=env, cwd=self.workdir)
+        servers_json = self._render_servers()
+        run(
+            [
+                str(python),
+                str(package / "setup.py"),
+                "load-servers",
+                str(servers_json),
+                "--user",
+                self.login.email,
+            ],
+            env=env,
+            cwd=self.workdir,
+        )
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(python), str(package / "pgAdmin4.py")],
+                env=env,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_until("pgAdmin", self._ping, START_TIMEOUT_S, self.log_path, self.proc)
+        return self
+
+    def _ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/misc/ping", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.harness.pgadmin install``: fill the cache ahead of the tests (CI)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["install"]:
+        print("usage: python -m tests.harness.pgadmin install", file=sys.stderr)
+        return 2
+    try:
+        print(install())
+    except HarnessError as error:
+        print(f"[harness] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
