@@ -1,8 +1,8 @@
 """Benchmark-only entry point: the real consumer under pyinstrument, profiling its busy time.
 
 ``python -m bench.profiled OUT_PREFIX`` runs ``quotes_consumer.__main__.main`` unchanged, and
-starts a pyinstrument profiler (main thread, 1 ms sampling) when the loop's first non-empty batch
-comes back from ``poll_batch``, so interpreter start-up and the group join, which say nothing
+starts a pyinstrument profiler (main thread, 1 ms sampling) when the loop transforms its first
+batch, so interpreter start-up and the group join, which say nothing
 about throughput, stay out of the profile. The profile ends when the service returns after
 SIGTERM; at most one idle poll (<= 0.5 s) at the end is included.
 
@@ -26,7 +26,7 @@ from quotes_consumer import loop
 
 # The stages of one batch, as (label, function name, file the function lives in).
 STAGES: tuple[tuple[str, str, str], ...] = (
-    ("Kafka poll (fetch + decode)", "poll_batch", "quotes_consumer/loop.py"),
+    ("Kafka poll (fetch + decode)", "fill", "quotes_consumer/loop.py"),
     ("validate + transform", "transform_all", "quotes_consumer/loop.py"),
     # The sinks and the dead-letter topic are written in worker threads, which this profiler
     # (main thread only) does not sample; the main thread's wait for them is this stage.
@@ -100,15 +100,14 @@ def main(argv: list[str]) -> int:
         return 2
     prefix = Path(argv[0])
     profiler = Profiler(interval=0.001, async_mode="disabled")
-    original_poll = loop.poll_batch
+    original_transform = loop.transform_all
 
-    def poll_then_profile(*args: Any, **kwargs: Any) -> loop.Batch | None:
-        batch = original_poll(*args, **kwargs)
-        if batch is not None and not profiler.is_running:
+    def profile_from_first_batch(*args: Any, **kwargs: Any) -> Any:
+        if not profiler.is_running:
             profiler.start()
-        return batch
+        return original_transform(*args, **kwargs)
 
-    loop.poll_batch = poll_then_profile  # type: ignore[assignment]
+    loop.transform_all = profile_from_first_batch  # type: ignore[assignment]
     try:
         code = service.main()
     finally:

@@ -70,6 +70,7 @@ class FakeConsumer:
         self.polls_while_paused = 0
         self.listener: Rebalance | None = None
         self.revoke_on_paused_poll: set[TopicPartition] = set()
+        self.revoke_on_poll: set[TopicPartition] = set()  # at the next poll, paused or not
         self.reassign_after_revoke = False  # the eager protocol: revoke all, assign some back
         self.closed = False
         self.seeks: list[tuple[TopicPartition, int]] = []
@@ -82,15 +83,13 @@ class FakeConsumer:
         self.listener = listener
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None):
+        if self.revoke_on_poll and self.listener is not None:
+            self._rebalance()
         if self.paused_set and self.paused_set >= self.assigned:
             self.polls_while_paused += 1
             if self.revoke_on_paused_poll and self.listener is not None:
-                revoked, self.revoke_on_paused_poll = self.revoke_on_paused_poll, set()
-                self.assigned -= revoked
-                self.listener.on_partitions_revoked(revoked)
-                if self.reassign_after_revoke:
-                    self.assigned |= revoked
-                    self.listener.on_partitions_assigned(revoked)
+                self.revoke_on_poll, self.revoke_on_paused_poll = self.revoke_on_paused_poll, set()
+                self._rebalance()
             time.sleep(timeout_ms / 1000)
             return {}
         if self.batches:
@@ -101,6 +100,15 @@ class FakeConsumer:
             return grouped
         time.sleep(min(timeout_ms, 50) / 1000)
         return {}
+
+    def _rebalance(self) -> None:
+        assert self.listener is not None
+        revoked, self.revoke_on_poll = self.revoke_on_poll, set()
+        self.assigned -= revoked
+        self.listener.on_partitions_revoked(revoked)
+        if self.reassign_after_revoke:
+            self.assigned |= revoked
+            self.listener.on_partitions_assigned(revoked)
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.assigned)
@@ -270,9 +278,21 @@ def test_a_partition_revoked_and_assigned_back_mid_write_is_not_committed() -> N
     client re-reads them from the last commit instead."""
     stop = threading.Event()
     consumer = FakeConsumer([[record(0, 0), record(1, 0)]])
-    consumer.revoke_on_paused_poll = {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
     consumer.reassign_after_revoke = True
-    sinks = [FakeSink("postgres", failures=[Unavailable("down")] * 30), FakeSink("mongo")]
+    both = {TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)}
+
+    def rebalance_during_the_write(_batch: object) -> None:
+        if not consumer.seeks and not consumer.revoke_on_poll:
+            consumer.revoke_on_poll = both  # once
+
+    sinks = [
+        FakeSink(
+            "postgres",
+            failures=[Unavailable("down")] * 30,
+            on_write=rebalance_during_the_write,
+        ),
+        FakeSink("mongo"),
+    ]
     threading.Timer(3.0, stop.set).start()
     run(
         settings(),

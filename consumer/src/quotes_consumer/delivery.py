@@ -276,6 +276,8 @@ class InFlight:
         unclassified = 0
         for attempt, delay in enumerate(self._backoff.delays(), start=1):
             batch = self._owned(quotes)
+            if not batch:
+                return {}  # every record was revoked: the new owner writes them
             what = f"write {len(batch)} records to {sink.name}"
             try:
                 refused = self._isolate(

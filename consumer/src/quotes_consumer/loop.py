@@ -10,6 +10,11 @@ once in each database:
   and keeps calling ``poll()``, as Kafka Connect's WorkerSinkTask does, so the consumer keeps its
   place in the group: heartbeats, rebalances and revocations go on, and a replica that joins
   during an outage gets its partitions within seconds;
+- the next batch is polled while the previous one is being written, so Kafka's fetching and
+  decoding overlap the databases' work; one batch is in flight at a time, and commits follow
+  batch order;
+- a batch is written as soon as it is full or the consumer has caught up with the topic, so a
+  trickle of records is written within milliseconds, and a flood in full batches;
 - on a rebalance, records of revoked partitions that are not yet written are dropped; their new
   owner reads them again from the last committed offset;
 - a commit the group refuses (it is rebalancing) or that Kafka cannot take now is "not
@@ -49,6 +54,9 @@ from quotes_consumer.settings import Settings
 log = logging.getLogger("quotes_consumer")
 
 POLL_IDLE_MS = 500
+# While a batch is in flight, the next one is filled with polls this short, so that the flight
+# is landed within a few milliseconds of finishing.
+BUSY_POLL_MS = 5
 # A write that takes longer than this pauses the partitions and polls while it waits.
 KEEP_ALIVE_AFTER_S = 0.5
 KEEP_ALIVE_POLL_MS = 200
@@ -88,36 +96,65 @@ def run(
         settings.kafka_group_id,
         settings.kafka_dlq_topic,
     )
+    flight: Flight | None = None
     try:
         while not stop.is_set():
-            batch = poll_batch(consumer, pending, settings, stop, health)
-            if batch is None:
+            # Poll the next batch while the previous one is being written.
+            fill(consumer, pending, settings, stop, health, flight)
+            if flight is not None:
+                if not land(consumer, flight, pending, offsets, listener, stop, health, metrics):
+                    break  # stopping mid-write: the batch stays uncommitted
+                flight = None
+            if not pending.due(settings):
                 offsets.commit_if_due(consumer)
                 continue
+            batch = pending.take()
             messages = [to_message(record) for record in batch.records]
             quotes, rejects = transform_all(messages, settings.consumer_max_record_bytes)
             metrics.consumed.inc(len(messages))
             by_id = {m.record_id: m for m in messages}
-
-            flight = delivery.start(quotes, rejects, refusal=partial_refusal(by_id))
-            listener.flight, listener.flight_records = flight, batch.records
-            keep_alive(consumer, flight, pending, stop, health)
-            listener.flight, listener.flight_records = None, ()
-            if not flight.wait(0):
-                break  # stopping mid-write: the batch stays uncommitted
-            outcome = flight.outcome()
-
-            revoked = flight.revoked
-            offsets.owe(
-                next_offsets([r for r in batch.records if (r.topic, r.partition) not in revoked])
-            )
-            committed = offsets.commit(consumer)
-            report(consumer, batch, outcome, committed, delivery.sink_names, metrics)
+            started = delivery.start(quotes, rejects, refusal=partial_refusal(by_id))
+            flight = Flight(started, batch, delivery.sink_names)
+            listener.flight, listener.flight_records = started, batch.records
     except Stopped as stopped:
         log.info("stopping while retrying to %s; the batch in flight stays uncommitted", stopped)
     finally:
         consumer.close(autocommit=False, timeout_ms=3_000)
         log.info("consumer closed")
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A batch handed to delivery, with what the loop needs to commit and report it."""
+
+    delivery: InFlight
+    batch: Batch
+    sink_names: Sequence[str]
+
+
+def land(
+    consumer: KafkaConsumer,
+    flight: Flight,
+    pending: PendingBatch,
+    offsets: OwedOffsets,
+    listener: Rebalance,
+    stop: threading.Event,
+    health: Health,
+    metrics: Metrics,
+) -> bool:
+    """Wait for the batch in flight (polling, paused, if it takes long), then commit and report
+    it. False when a stop came first: the batch stays uncommitted."""
+    keep_alive(consumer, flight.delivery, pending, stop, health)
+    listener.flight, listener.flight_records = None, ()
+    if not flight.delivery.wait(0):
+        return False
+    outcome = flight.delivery.outcome()
+    revoked = flight.delivery.revoked
+    records = flight.batch.records
+    offsets.owe(next_offsets([r for r in records if (r.topic, r.partition) not in revoked]))
+    committed = offsets.commit(consumer)
+    report(consumer, flight.batch, outcome, committed, flight.sink_names, metrics)
+    return True
 
 
 # --- Kafka ---------------------------------------------------------------------------------------
@@ -136,6 +173,28 @@ class PendingBatch:
         self.records: list[ConsumerRecord] = []
         self.bytes = 0
         self.started = 0.0
+        self.caught_up = False  # the last poll drained what the client had fetched
+
+    def full(self, settings: Settings) -> bool:
+        return (
+            len(self.records) >= settings.consumer_batch_size
+            or self.bytes >= settings.consumer_batch_max_bytes
+        )
+
+    def ms_left(self, settings: Settings) -> int:
+        """Milliseconds until the batch is as old as the batch timeout."""
+        deadline = self.started + settings.consumer_batch_timeout_ms / 1000
+        return int((deadline - time.monotonic()) * 1000)
+
+    def due(self, settings: Settings) -> bool:
+        """Write it now: full, or nothing more to wait for, or waited long enough.
+
+        Closing a batch as soon as the topic is caught up, rather than waiting out the timeout,
+        is what keeps the latency of a trickle of records low.
+        """
+        if not self.records:
+            return False
+        return self.full(settings) or self.caught_up or self.ms_left(settings) <= 0
 
     def add(self, records: Sequence[ConsumerRecord]) -> None:
         if records and not self.records:
@@ -309,34 +368,45 @@ def check_kafka(consumer: KafkaConsumer, health: Health) -> None:
         health.succeeded("kafka")
 
 
-def poll_batch(
+def fill(
     consumer: KafkaConsumer,
     pending: PendingBatch,
     settings: Settings,
     stop: threading.Event,
     health: Health,
-) -> Batch | None:
-    """Poll until the batch is full (records or bytes) or its first record is older than the
-    batch timeout. Returns None after an idle poll, so the caller sees a shutdown promptly."""
-    size, timeout_s = settings.consumer_batch_size, settings.consumer_batch_timeout_ms / 1000
-    while not stop.is_set():
-        if pending.records:
-            remaining_ms = int((pending.started + timeout_s - time.monotonic()) * 1000)
-            full = (
-                len(pending.records) >= size or pending.bytes >= settings.consumer_batch_max_bytes
-            )
-            if full or remaining_ms <= 0:
-                return pending.take()
-            wait_ms = min(remaining_ms, POLL_IDLE_MS)
+    flight: Flight | None,
+) -> None:
+    """Poll records into ``pending`` until it is time to act.
+
+    While a batch is in flight, keep filling the next one (short polls) until it is full or
+    the flight has landed. With nothing in flight, return as soon as the batch is due (full,
+    caught up with the topic, or as old as the batch timeout), or after one idle poll, so the
+    caller sees a shutdown promptly.
+    """
+    size = settings.consumer_batch_size
+    while not stop.is_set() and not pending.full(settings):
+        busy = flight is not None and not flight.delivery.wait(0)
+        if flight is not None and not busy:
+            return  # land it now; the batch being filled goes next
+        if flight is None and pending.due(settings):
+            return
+        if busy:
+            wait_ms = BUSY_POLL_MS
+        elif pending.records:
+            wait_ms = max(1, min(pending.ms_left(settings), POLL_IDLE_MS))
         else:
             wait_ms = POLL_IDLE_MS
-        polled = consumer.poll(timeout_ms=wait_ms, max_records=size - len(pending.records))
+        wanted = size - len(pending.records)
+        polled = consumer.poll(timeout_ms=wait_ms, max_records=wanted)
         check_kafka(consumer, health)
+        got = 0
         for records in polled.values():
             pending.add(records)
-        if not pending.records:
-            return None
-    return None
+            got += len(records)
+        # Fewer records than asked for: the client holds no more right now.
+        pending.caught_up = got < wanted
+        if flight is None and not pending.records:
+            return  # an idle poll
 
 
 def keep_alive(
