@@ -27,6 +27,14 @@ from tests.harness.endpoints import load as load_endpoints
 PARTITIONS = 3
 
 
+@pytest.fixture(autouse=True)
+def no_consumer_left_running() -> Iterator[None]:
+    yield
+    from tests.integration.pipeline import ConsumerProcess
+
+    ConsumerProcess.kill_all()
+
+
 @pytest.fixture(scope="session")
 def endpoints() -> Endpoints:
     try:

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg2
 import pymongo
@@ -163,6 +163,8 @@ def mongo_coordinates(endpoints: Endpoints, database: str) -> list[Coordinate]:
 class ConsumerProcess:
     """The consumer service as a child process, with its log kept for the failure message."""
 
+    started: ClassVar[list[ConsumerProcess]] = []  # so that a failed test leaves none running
+
     def __init__(self, env: dict[str, str], workdir: Path, name: str = "consumer") -> None:
         self.port = free_port()
         self.env = {
@@ -175,6 +177,7 @@ class ConsumerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ConsumerProcess:
+        ConsumerProcess.started.append(self)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "quotes_consumer"],
@@ -228,6 +231,13 @@ class ConsumerProcess:
             raise AssertionError(
                 f"consumer ignored SIGTERM for {timeout_s}s:\n{self.log()}"
             ) from None
+
+    @classmethod
+    def kill_all(cls) -> None:
+        """After each test: a consumer a failed assertion left running must not go on writing."""
+        for process in cls.started:
+            process.kill()
+        cls.started.clear()
 
     def kill(self) -> None:
         """SIGKILL: the crash a container gets when its host dies or the OOM killer strikes."""

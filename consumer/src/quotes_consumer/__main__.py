@@ -74,6 +74,7 @@ def main(build_sinks: SinkBuilder = sinks.build) -> int:
     dead_letters = DeadLetterPublisher(
         settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, settings.kafka_group_id
     )
+    dead_letters.connect_soon()
     delivery = Delivery(
         build_sinks(settings),
         dead_letters,

@@ -14,6 +14,8 @@ headers give.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -120,20 +122,35 @@ class DeadLetterPublisher:
         self.topic = topic
         self._group_id = group_id
         self._bootstrap_servers = bootstrap_servers.split(",")
-        self._producer: KafkaProducer | None = None  # made at the first publish, when needed
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def connect_soon(self) -> None:
+        """Connect in the background now, so that the first reject does not wait ~150 ms for
+        a connection and metadata; if Kafka is away, the first publish connects instead."""
+
+        def connect() -> None:
+            with contextlib.suppress(KafkaError):
+                self._connected()
+
+        threading.Thread(target=connect, name="dead-letter-connect", daemon=True).start()
 
     def _connected(self) -> KafkaProducer:
-        if self._producer is None:
-            self._producer = KafkaProducer(
-                bootstrap_servers=self._bootstrap_servers,
-                acks="all",
-                linger_ms=5,
-                retries=5,
-                max_block_ms=10_000,
-                request_timeout_ms=10_000,
-                client_id="quotes-consumer-dlq",
-            )
-        return self._producer
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._new_producer()
+            return self._producer
+
+    def _new_producer(self) -> KafkaProducer:
+        return KafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            acks="all",
+            linger_ms=0,  # publish() flushes at once anyway
+            retries=5,
+            max_block_ms=10_000,
+            request_timeout_ms=10_000,
+            client_id="quotes-consumer-dlq",
+        )
 
     def publish(self, rejects: Sequence[Reject], timeout_s: float = 15.0) -> None:
         """Send every reject and wait until Kafka acknowledged all of them."""
@@ -156,5 +173,6 @@ class DeadLetterPublisher:
             raise DeadLetterError(f"dead-letter topic {self.topic}: {error}") from error
 
     def close(self, timeout_s: float = 5.0) -> None:
-        if self._producer is not None:
-            self._producer.close(timeout=timeout_s)
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=timeout_s)

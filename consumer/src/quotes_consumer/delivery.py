@@ -23,9 +23,11 @@ and a publisher for the dead-letter topic.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -83,6 +85,37 @@ class Backoff:
             raise Stopped(what)
 
 
+class Workers:
+    """A few threads, started once, that run the steps of each batch.
+
+    Started once because starting threads for every batch cost milliseconds of the batch's
+    latency (each start waits for the new thread to get the interpreter lock); daemon threads
+    because a step stuck in a database socket must never delay the process's exit.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = (
+            queue.SimpleQueue()
+        )
+        for number in range(count):
+            threading.Thread(target=self._work, name=f"delivery-{number}", daemon=True).start()
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((job, future))  # type: ignore[arg-type]
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as error:  # handed to whoever waits on the future
+                future.set_exception(error)
+
+
 class Delivery:
     """Writes batches to the sinks and the dead-letter topic; one batch at a time."""
 
@@ -102,6 +135,8 @@ class Delivery:
         self._stop = stop
         self._max_backoff_s = max_backoff_s
         self._current: InFlight | None = None
+        # One to coordinate a batch, one per sink, one for the dead-letter topic.
+        self._workers = Workers(len(self._sinks) + 2)
 
     def start(
         self,
@@ -155,7 +190,7 @@ class InFlight:
     # --- What the loop sees ----------------------------------------------------------------
 
     def begin(self) -> None:
-        threading.Thread(target=self._run, name="deliver", daemon=True).start()
+        self._d._workers.submit(self._run)
 
     def wait(self, timeout_s: float) -> bool:
         return self._done.wait(timeout_s)
@@ -244,30 +279,17 @@ class InFlight:
 
     def _in_parallel(self, steps: dict[str, Callable[[], T]]) -> dict[str, T]:
         """Run the steps in threads; the first crash halts the others' waits and is raised."""
-        results: dict[str, T] = {}
-        errors: list[BaseException] = []
-
-        def run(name: str, step: Callable[[], T]) -> None:
-            try:
-                results[name] = step()
-            except BaseException as error:
-                errors.append(error)
-                self._halt.set()
-
-        threads = [
-            threading.Thread(target=run, args=item, name=f"write-{item[0]}", daemon=True)
-            for item in steps.items()
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-                if errors and isinstance(errors[0], Stopped) is False:
-                    raise errors[0]  # a crash: do not wait for siblings stuck in a socket
-        if errors:
-            raise errors[0]
-        return results
+        futures = {name: self._d._workers.submit(step) for name, step in steps.items()}
+        pending = set(futures.values())
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    self._halt.set()  # ends the others' waits
+                    if not isinstance(error, Stopped) or not pending:
+                        raise error  # a crash: do not wait for siblings stuck in a socket
+        return {name: future.result() for name, future in futures.items()}
 
     # --- One sink --------------------------------------------------------------------------
 
