@@ -62,7 +62,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         nargs="*",
         help="also measure latency (both sinks) with these CONSUMER_BATCH_TIMEOUT_MS values "
-        "(default 100 50; none in --quick)",
+        "(default 100 20; none in --quick; the --batch-timeout-ms value is measured anyway)",
     )
     parser.add_argument(
         "--naive-limit", type=int, help="records the naive consumer handles (default 3000)"
@@ -105,7 +105,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if quick else 3)
     args.rate_seconds = args.rate_seconds or (3.0 if quick else 20.0)
     if args.latency_timeouts is None:
-        args.latency_timeouts = [] if quick else [100, 50]
+        args.latency_timeouts = [] if quick else [100, 20]
     args.naive_limit = args.naive_limit or (200 if quick else 3_000)
     if args.quix_mongo_records is None:
         args.quix_mongo_records = 100 if quick else 2_000
@@ -270,13 +270,18 @@ def _measure_size(
 def _measure_latency(ctx: Context, args: argparse.Namespace, results: Results) -> None:
     """Fixed-rate runs on fresh topics: the default settings per mode, then shorter timeouts.
 
-    The default batch timeout (1 s) lets a batch fill to 500 records, half a second at 1,000
-    records/s, which alone decides the latency; the shorter timeouts show what the setting buys.
+    At a low rate a batch closes on its timeout, not on its size, so the timeout bounds how
+    long a record waits before its write; the other timeouts show what the setting buys. The
+    run at the default settings, both sinks, is the one the latency targets are judged on.
     """
     say = _say(args)
     total = int(args.rate * args.rate_seconds)
     variants = [(mode, args.batch_timeout_ms) for mode in (["both"] if args.quick else args.modes)]
-    variants += [("both", timeout) for timeout in args.latency_timeouts if timeout > 0]
+    variants += [
+        ("both", timeout)
+        for timeout in args.latency_timeouts
+        if timeout > 0 and timeout != args.batch_timeout_ms  # measured above already
+    ]
     for repeat in range(args.repeats):
         for mode, timeout_ms in variants:
             topic = ctx.scratch.topic("bench-rate-", ctx.partitions)

@@ -241,9 +241,17 @@ def _throughput_section(results: Results) -> list[str]:
         for run in runs
         for problem in run.problems
     ]
+    problems += [
+        f"{size.size:,} Quix Streams: {problem}"
+        for size in results.sizes
+        for run in size.quix
+        for problem in run.problems
+    ]
+    if results.big_records is not None:
+        problems += [f"~60 KB records: {problem}" for problem in results.big_records.problems]
     complete = (
         "every run stored every valid record in each active database and dead-lettered every "
-        "invalid one."
+        "invalid one (Quix Streams, which has no dead-letter topic: stored every valid record)."
     )
     lines += ["", "Completeness check: " + ("; ".join(problems) if problems else complete), ""]
     lines += [
