@@ -303,7 +303,8 @@ def _reference_section(results: Results) -> list[str]:
         "then writes both databases, without overlapping the two. *Quix Streams* 3.28.1 "
         "(`bench/quix_reference.py`): an `Application` with at-least-once processing, its "
         "default commit interval, a fresh group from the earliest offset, each record through "
-        "the consumer's own validation, into its `PostgreSQLSink` (a table of its own in a "
+        "the consumer's own validation (invalid ones dropped: it has no dead-letter topic), "
+        "into its `PostgreSQLSink` (a table of its own in a "
         "fresh database); finished as the consumer is, when every offset is committed, and its "
         "rows counted. The naive consumer (lab material style: auto-commit, per message one "
         "INSERT + commit and one insert_one) runs over the first records of the same topic; its "
@@ -325,13 +326,19 @@ def _quix_mongo_lines(results: Results) -> list[str]:
         else f"not finished: {'; '.join(run.problems)}"
     )
     problems = f" Problems: {'; '.join(run.problems)}." if run.problems and run.finished else ""
+    largest = max((size.size for size in results.sizes), default=0)
+    if largest and run.throughput > 0:
+        problems += (
+            f" At that rate the {largest:,}-record topic would take "
+            f"{largest / run.throughput / 60:,.1f} min (an extrapolation, not a run)."
+        )
     return [
         "Quix Streams MongoDBSink, measured once on a topic of its own: "
         f"**{_num(run.throughput, 1)} records/s** ({outcome}).{problems} It upserts each document "
-        "(`UpdateOne(..., upsert=True)`, one operation per record in a `bulk_write`), which "
-        "FerretDB's SQLite backend runs one at a time; it is reported for completeness and not "
-        "tuned for (matching on `_id` is the only setting given, as its default matches on the "
-        "Kafka key, which these records do not have).",
+        "(`UpdateOne(..., upsert=True)`, one update operation per record in a `bulk_write`) "
+        "instead of inserting the batch; it is reported for completeness and not tuned for "
+        "(matching on `_id` is the only setting given, as its default matches on the Kafka "
+        "key, which these records do not have).",
         "",
     ]
 
