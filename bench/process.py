@@ -25,6 +25,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_", "LOG_LEVEL")
 
 
+class WaitTimeout(RuntimeError):
+    """:func:`wait_until` gave up; callers that can report a partial run catch this one."""
+
+
 @dataclass(frozen=True)
 class ProcStats:
     cpu_s: float
@@ -164,4 +168,4 @@ def wait_until(
         if while_alive is not None:
             while_alive.check_alive()
         time.sleep(every_s)
-    raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+    raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}")

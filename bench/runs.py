@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from bench import stored
 from bench.infra import Endpoints, Scratch
-from bench.process import Child, consumer_env, wait_until
+from bench.process import Child, WaitTimeout, consumer_env, wait_until
 from bench.stored import Percentiles
 from bench.workload import counts, publish_at_rate
 
@@ -89,6 +89,7 @@ def consumer_run(
     rate: float | None = None,
     batch_timeout_ms: int | None = None,
     profile_prefix: Path | None = None,
+    phase: str | None = None,
 ) -> ConsumerResult:
     """Run the consumer over ``topic`` until all ``total`` records are committed.
 
@@ -96,7 +97,7 @@ def consumer_run(
     consumer holds its partitions; otherwise the topic is already loaded.
     """
     timeout_ms = batch_timeout_ms or ctx.batch_timeout_ms
-    result = ConsumerResult(mode, "rate" if rate else "full", total, timeout_ms)
+    result = ConsumerResult(mode, phase or ("rate" if rate else "full"), total, timeout_ms)
     scratch = ctx.scratch
     group = scratch.group("bench-group-")
     dlq = scratch.topic("bench-dlq-", 1)
@@ -152,7 +153,13 @@ def consumer_run(
 
 
 def _wait_committed(
-    ctx: Context, child: Child, group: str, topic: str, total: int, desc: str
+    ctx: Context,
+    child: Child,
+    group: str,
+    topic: str,
+    total: int,
+    desc: str,
+    timeout_s: float | None = None,
 ) -> float:
     """Until the group committed every record; bounded by a generous floor of 300 records/s."""
     with ctx.bar(total, desc) as bar:
@@ -165,7 +172,7 @@ def _wait_committed(
         return wait_until(
             f"{total} committed records ({desc})",
             all_committed,
-            timeout_s=120 + total / 300,
+            timeout_s=timeout_s or 120 + total / 300,
             every_s=COMMIT_POLL_S,
             while_alive=child,
         )
@@ -213,3 +220,88 @@ def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
         raise RuntimeError(f"naive consumer failed ({code}):\n{child.log()}")
     data = json.loads(lines[-1])
     return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
+
+
+@dataclass
+class QuixResult:
+    """One Quix Streams run (bench/quix_reference.py): like :class:`ConsumerResult`, fewer
+    fields, since its rows carry no write time to compute latency from."""
+
+    sink: str
+    records: int
+    seconds: float = math.nan
+    startup_s: float = math.nan
+    cpu_s: float = math.nan
+    peak_rss_mb: float = math.nan
+    finished: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else math.nan
+
+
+def quix_run(
+    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float | None = None
+) -> QuixResult:
+    """Quix Streams over ``topic`` into a fresh database, finished as a consumer run is.
+
+    Finished when the group's committed offsets cover the topic (Quix commits at each
+    checkpoint, after its sink wrote), then the stored rows or documents are counted. With
+    ``timeout_s`` (the MongoDB sink, which upserts one document at a time), a run that is not
+    finished by then is stopped and reported with the records committed so far.
+    """
+    result = QuixResult(sink, total)
+    scratch = ctx.scratch
+    group = scratch.group("bench-quix-")
+    db = scratch.pg_database() if sink == "postgres" else scratch.mongo_database()
+    env = consumer_env(
+        ctx.endpoints,
+        topic=topic,
+        group=group,
+        dlq_topic="unused",
+        pg_db=db,
+        mongo_db=db,
+        batch_size=ctx.batch_size,
+        batch_timeout_ms=ctx.batch_timeout_ms,
+    )
+    state = ctx.logs / f"quix-state-{group[-10:]}"
+    argv = ["-m", "bench.quix_reference", "--sink", sink, "--topic", topic, "--group", group]
+    argv += ["--db", db, "--state-dir", str(state)]
+    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log").start()
+    try:
+        try:
+            done_at = _wait_committed(ctx, child, group, topic, total, f"Quix {sink}", timeout_s)
+        except WaitTimeout:
+            done_at = time.time()
+            result.records = scratch.committed(group, topic)
+            result.finished = False
+            result.problems.append(
+                f"stopped after {timeout_s:.0f} s with {result.records} of {total} committed"
+            )
+        usage = child.stats()
+    finally:
+        code = child.stop()
+    if code != 0:
+        result.problems.append(f"Quix exited with {code}; log {child.log_path}")
+    result.cpu_s, result.peak_rss_mb = usage.cpu_s, usage.peak_rss_mb
+    first = _first_record_at(child)
+    stored_count = (
+        stored.quix_postgres_count(ctx.endpoints, db)
+        if sink == "postgres"
+        else stored.mongo_count(ctx.endpoints, db)
+    )
+    valid, _ = counts(total)
+    if result.finished and stored_count != valid:
+        result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
+    result.seconds = done_at - first
+    result.startup_s = first - child.started_at
+    scratch.release_databases()
+    return result
+
+
+def _first_record_at(child: Child) -> float:
+    for line in child.log_path.read_text(errors="replace").splitlines():
+        if line.startswith('{"first_record_at"'):
+            return float(json.loads(line)["first_record_at"])
+    raise RuntimeError(f"Quix printed no first_record_at:\n{child.log()}")

@@ -112,3 +112,26 @@ def mongo(endpoints: Endpoints, dbname: str) -> SinkReadback:
         Percentiles.of(kafka_ms),
         Percentiles.of(poll_ms),
     )
+
+
+def quix_postgres_count(endpoints: Endpoints, dbname: str) -> int:
+    """Rows in the table Quix's PostgreSQLSink created (none if it never wrote)."""
+    conn = psycopg2.connect(**endpoints.pg_params(dbname))
+    try:
+        with conn, conn.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('public.quix_quotes') IS NOT NULL")
+            if not cursor.fetchone()[0]:
+                return 0
+            cursor.execute("SELECT count(*) FROM public.quix_quotes")
+            return int(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def mongo_count(endpoints: Endpoints, dbname: str) -> int:
+    """Documents in ``quotes``; only for small collections (FerretDB counts slowly)."""
+    client = endpoints.mongo_client()
+    try:
+        return int(client[dbname]["quotes"].count_documents({}))
+    finally:
+        client.close()

@@ -14,7 +14,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +85,41 @@ def values(total: int) -> Iterator[bytes]:
             "characterDirection": "Left" if rng.random() < 0.5 else "Right",
         }
         yield json.dumps(item).encode()
+
+
+BIG_RECORD_BYTES = 60_000  # the memory phase's record size (issue 8: "60 KB records")
+
+
+def big_values(total: int, size: int = BIG_RECORD_BYTES) -> Iterator[bytes]:
+    """Records of about ``size`` bytes: each valid one is a quote of that length.
+
+    Why a long quote rather than a large extra field: the quote is stored in both databases (an
+    extra field only in MongoDB), so every byte of the record goes through both writers. The
+    invalid records are the same ones, at the same indexes, as in :func:`values`, so
+    :func:`counts` holds for these topics too.
+    """
+    rng = random.Random(SEED)
+    for index in range(total):
+        if not is_valid(index):
+            yield INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
+            continue
+        words: list[str] = []
+        length = 0
+        while length < size - 200:  # room for the other fields and the JSON around them
+            word = rng.choice(WORDS)
+            words.append(word)
+            length += len(word) + 1
+        character = rng.randrange(len(CHARACTERS))
+        item = {
+            "quote": f"{' '.join(words)} (#{index})",
+            "character": CHARACTERS[character],
+            "image": f"https://cdn.example.org/simpsons/{character}.png",
+            "characterDirection": "Left" if index % 2 else "Right",
+        }
+        yield json.dumps(item).encode()
+
+
+Source = Callable[[int], Iterator[bytes]]
 
 
 def message(topic: str, index: int, partitions: int, value: bytes) -> Message:
@@ -166,14 +201,19 @@ def _producer(bootstrap: str, **options: Any) -> KafkaProducer:
 
 
 def publish_all(
-    bootstrap: str, topic: str, total: int, partitions: int, progress: Any = None
+    bootstrap: str,
+    topic: str,
+    total: int,
+    partitions: int,
+    progress: Any = None,
+    source: Source = values,
 ) -> Published:
     """Pre-load a topic as fast as kafka-python can; ``progress`` is an optional tqdm bar."""
     errors = _Errors()
     producer = _producer(bootstrap, linger_ms=50, batch_size=512 * 1024)
     started = time.monotonic()
     try:
-        for index, value in enumerate(values(total)):
+        for index, value in enumerate(source(total)):
             producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
             if progress is not None and index % 1000 == 999:
                 progress.update(1000)

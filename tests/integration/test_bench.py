@@ -31,5 +31,18 @@ def test_quick_benchmark_writes_a_complete_report(endpoints: Endpoints, tmp_path
     assert "## Throughput at full speed" in report
     assert "## Latency, Kafka record timestamp to database write" in report
     assert "Completeness check: every run stored every valid record" in report
+    # Issue 11's references and targets, each measured (tiny sizes in --quick).
+    targets = report[report.index("## Targets") :]
+    for row in (
+        "both databases vs the concurrent raw ceiling",
+        "PostgreSQL only vs Quix Streams",
+        "p50 latency at 1,000 rec/s, both sinks, default settings",
+        "p99 latency at 1,000 rec/s, both sinks, default settings",
+        "consumer peak RSS, ~60 KB records, default batch settings",
+    ):
+        line = next(line for line in targets.splitlines() if row in line)
+        assert "not measured" not in line, line
+    assert "Quix Streams MongoDBSink, measured once on a topic of its own: **" in report
+    assert "## Memory with large records" in report
     assert (tmp_path / "latest.png").stat().st_size > 10_000
     assert (tmp_path / "latest.json").exists()

@@ -1,0 +1,143 @@
+"""The peer reference: Quix Streams 3.28 reading the bench's topic into one of its own sinks.
+
+``python -m bench.quix_reference --sink postgres|mongo --topic T --group G --db D --state-dir S``
+(servers from ``KAFKA_BOOTSTRAP_SERVERS``, ``POSTGRES_*``, ``MONGO_URI``).
+
+Why a peer: a ceiling says what the servers allow, the naive consumer what no batching costs;
+a maintained streaming library says what an ordinary, well-built alternative achieves on the
+same topic, the same servers and the same machine. It runs as Quix documents it: an
+``Application`` with at-least-once processing and its default commit interval (5 s), a fresh
+consumer group from the earliest offset, and its own sink, which writes a batch at each
+checkpoint. Nothing is tuned.
+
+Each record goes through the consumer's own ``transform`` (the same validation and fields), so
+the sink gets the consumer's rows and documents as far as it accepts them:
+
+- ``PostgreSQLSink`` creates its own table (``quix_quotes``, columns typed from the values it
+  sees, plus its ``timestamp`` metadata column) and inserts each checkpoint's rows with one
+  ``execute_values``; ``None`` values are left out, as the sink skips them.
+- ``MongoDBSink`` upserts each document by ``_id`` (``UpdateOne(..., upsert=True)``), one
+  operation per record in a ``bulk_write``; documents are the consumer's ``to_document``.
+
+Invalid records are dropped (Quix has no dead-letter topic), so it does slightly less work than
+the consumer, which publishes them to one. The first record's wall-clock time is printed as a
+JSON line (``{"first_record_at": ...}``), the start of the throughput window the bench uses, as
+the consumer's first ``ingested_at`` is for the consumer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import uri_parser
+from quixstreams import Application, message_context
+from quixstreams.sinks.community.mongodb import MongoDBSink
+from quixstreams.sinks.community.postgresql import PostgreSQLSink
+
+from bench.workload import MAX_RECORD_BYTES
+from quotes_consumer.record import InvalidRecord, Message, transform
+from quotes_consumer.sinks.mongo import to_document
+from quotes_consumer.sinks.postgres import COLUMNS, to_row
+
+QUIX_TABLE = "quix_quotes"
+COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
+
+
+class _Converter:
+    """Record value to the sink's input (row dict or document), or None when invalid."""
+
+    def __init__(self, sink: str) -> None:
+        self.sink = sink
+        self.first_seen = False
+
+    def __call__(self, value: bytes, key: Any, timestamp: int, headers: Any) -> Any:
+        if not self.first_seen:
+            self.first_seen = True
+            print(json.dumps({"first_record_at": time.time()}), flush=True)
+        context = message_context()
+        message = Message(
+            topic=context.topic,
+            partition=context.partition,
+            offset=context.offset,
+            timestamp_ms=timestamp,
+            key=key,
+            value=value,
+            headers=tuple(headers or ()),
+        )
+        now = datetime.now(UTC)
+        try:
+            quote = transform(message, MAX_RECORD_BYTES, now)
+        except InvalidRecord:
+            return None
+        if self.sink == "mongo":
+            return to_document(quote, now)
+        return dict(zip(COLUMN_NAMES, to_row(quote), strict=True))
+
+
+def _document_id(item: Any) -> dict[str, Any]:
+    """Match on the consumer's identity; Quix's default matches on the Kafka key (None here)."""
+    return {"_id": item.value["_id"]}
+
+
+def _without_id(document: dict[str, Any]) -> dict[str, Any]:
+    """``$set`` must not name ``_id``; the filter above sets it on insert."""
+    return {k: v for k, v in document.items() if k != "_id"}
+
+
+def build_sink(sink: str, db: str) -> PostgreSQLSink | MongoDBSink:
+    if sink == "postgres":
+        return PostgreSQLSink(
+            host=os.environ["POSTGRES_HOST"],
+            port=int(os.environ["POSTGRES_PORT"]),
+            dbname=db,
+            user=os.environ["POSTGRES_USER"],
+            password=os.environ["POSTGRES_PASSWORD"],
+            table_name=QUIX_TABLE,
+        )
+    parsed = uri_parser.parse_uri(os.environ["MONGO_URI"])
+    host, port = parsed["nodelist"][0]
+    return MongoDBSink(
+        host=host,
+        port=int(port),
+        db=db,
+        collection="quotes",
+        username=parsed.get("username"),
+        password=parsed.get("password"),
+        document_matcher=_document_id,
+        value_selector=_without_id,
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.quix_reference")
+    parser.add_argument("--sink", choices=("postgres", "mongo"), required=True)
+    for name in ("--topic", "--group", "--db", "--state-dir"):
+        parser.add_argument(name, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+
+    app = Application(
+        broker_address=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        consumer_group=args.group,
+        auto_offset_reset="earliest",
+        processing_guarantee="at-least-once",  # commit_interval left at its default
+        state_dir=args.state_dir,
+    )
+    topic = app.topic(args.topic, value_deserializer="bytes")
+    frame = app.dataframe(topic)
+    frame = frame.apply(_Converter(args.sink), metadata=True)
+    frame = frame.filter(lambda value: value is not None)
+    frame.sink(build_sink(args.sink, args.db))
+    app.run()  # until SIGTERM from the bench, which it handles with a last checkpoint
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
