@@ -109,12 +109,7 @@ def deliver(
     dead = dead or FakeDeadLetters()
     metrics = Metrics()
     delivery = Delivery(sinks, dead, metrics, Health(60), stop or threading.Event(), 0.05)
-    by_id = {q.message.record_id: q.message for q in batch}
-    flight = delivery.start(
-        batch,
-        [],
-        refusal=lambda q, reason, detail: Reject(by_id[q.message.record_id], reason, detail),
-    )
+    flight = delivery.start(batch, [])
     return flight, dead, metrics
 
 

@@ -241,7 +241,7 @@ def test_while_a_write_waits_the_loop_polls_with_every_partition_paused() -> Non
     consumer.subscribe([TOPIC], listener)
     batch = [to_message(record(0, 0)), to_message(record(1, 0))]
     quotes, _ = transform_all(batch, 1024)
-    flight = parts([postgres, FakeSink("mongo")], stop).start(quotes, [], refusal=None)  # type: ignore[arg-type]
+    flight = parts([postgres, FakeSink("mongo")], stop).start(quotes, [])
     listener.flight = flight
     consumer.revoke_on_paused_poll = {TopicPartition(TOPIC, 1)}
     keep_alive(consumer, flight, pending, stop, Health(60))

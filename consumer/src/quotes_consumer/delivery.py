@@ -138,15 +138,9 @@ class Delivery:
         # One to coordinate a batch, one per sink, one for the dead-letter topic.
         self._workers = Workers(len(self._sinks) + 2)
 
-    def start(
-        self,
-        quotes: Sequence[Quote],
-        rejects: Sequence[Reject],
-        refusal: Callable[[Quote, str, str], Reject],
-    ) -> InFlight:
-        """Begin delivering a batch in the background; ``refusal`` builds a refused quote's
-        dead letter from its original record."""
-        flight = InFlight(self, quotes, rejects, refusal)
+    def start(self, quotes: Sequence[Quote], rejects: Sequence[Reject]) -> InFlight:
+        """Begin delivering a batch in the background."""
+        flight = InFlight(self, quotes, rejects)
         self._current = flight
         flight.begin()
         return flight
@@ -172,11 +166,9 @@ class InFlight:
         delivery: Delivery,
         quotes: Sequence[Quote],
         rejects: Sequence[Reject],
-        refusal: Callable[[Quote, str, str], Reject],
     ) -> None:
         self._d = delivery
         self._rejects = list(rejects)
-        self._refusal = refusal
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._revoked: set[Partition] = set()
@@ -262,7 +254,7 @@ class InFlight:
         )
         owned = self._owned(self._quotes + self._duplicates)
         refusals = [
-            self._refusal(q, f"rejected_by_{refused[q.identity][0]}", refused[q.identity][1])
+            Reject(q.message, f"rejected_by_{refused[q.identity][0]}", refused[q.identity][1])
             for q in owned
             if q.identity in refused
         ]

@@ -99,8 +99,11 @@ def run(
     flight: Flight | None = None
     try:
         while not stop.is_set():
-            # Poll the next batch while the previous one is being written.
+            # Poll, and transform, the next batch while the previous one is being written.
             fill(consumer, pending, settings, stop, health, flight)
+            ahead = (
+                prepare(pending.records, settings) if flight and pending.full(settings) else None
+            )
             if flight is not None:
                 if not land(consumer, flight, pending, offsets, listener, stop, health, metrics):
                     break  # stopping mid-write: the batch stays uncommitted
@@ -109,11 +112,11 @@ def run(
                 offsets.commit_if_due(consumer)
                 continue
             batch = pending.take()
-            messages = [to_message(record) for record in batch.records]
-            quotes, rejects = transform_all(messages, settings.consumer_max_record_bytes)
-            metrics.consumed.inc(len(messages))
-            by_id = {m.record_id: m for m in messages}
-            started = delivery.start(quotes, rejects, refusal=partial_refusal(by_id))
+            # A rebalance while the flight landed may have dropped records: transform again.
+            work = ahead if ahead is not None and ahead.records is batch.records else None
+            work = work or prepare(batch.records, settings)
+            metrics.consumed.inc(len(batch.records))
+            started = delivery.start(work.quotes, work.rejects)
             flight = Flight(started, batch, delivery.sink_names)
             listener.flight, listener.flight_records = started, batch.records
     except Stopped as stopped:
@@ -473,13 +476,19 @@ def transform_all(messages: Sequence[Message], max_bytes: int) -> tuple[list[Quo
     return quotes, rejects
 
 
-def partial_refusal(by_id: dict[str, Message]) -> Callable[[Quote, str, str], Reject]:
-    """How delivery dead-letters a quote a database refused: with its original record."""
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's records, transformed: what delivery needs."""
 
-    def refusal(quote: Quote, reason: str, detail: str) -> Reject:
-        return Reject(by_id[quote.message.record_id], reason, detail)
+    records: list[ConsumerRecord]
+    quotes: list[Quote]
+    rejects: list[Reject]
 
-    return refusal
+
+def prepare(records: list[ConsumerRecord], settings: Settings) -> Prepared:
+    messages = [to_message(record) for record in records]
+    quotes, rejects = transform_all(messages, settings.consumer_max_record_bytes)
+    return Prepared(records, quotes, rejects)
 
 
 # --- Reporting -----------------------------------------------------------------------------------

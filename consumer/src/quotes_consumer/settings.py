@@ -154,7 +154,7 @@ SPEC: tuple[Setting, ...] = (
     Setting(
         "CONSUMER_BATCH_MAX_BYTES",
         _int_between(65_536, 256_000_000),
-        8_388_608,
+        1_048_576,
         "a batch closes at this many bytes of records (bounds memory)",
     ),
     Setting(
