@@ -273,7 +273,7 @@ def test_database_outage_mid_stream_loses_and_duplicates_nothing(
 def test_kafka_outage_mid_stream_is_ridden_out(setup: dict) -> None:
     endpoints, topic = setup["endpoints"], setup["topic"]
     expected = produce(endpoints.kafka, topic, [quote_value(i) for i in range(1500)])
-    env = {**setup["env"], "CONSUMER_BATCH_SIZE": "20"}
+    env = {**setup["env"], "CONSUMER_BATCH_SIZE": "20", "CONSUMER_UNHEALTHY_AFTER_S": "2"}
     consumer = ConsumerProcess(env, setup["tmp"]).start()
     wait_for(
         "some records stored",
@@ -283,10 +283,12 @@ def test_kafka_outage_mid_stream_is_ridden_out(setup: dict) -> None:
     )
     stop_server(endpoints, "kafka")
     try:
-        time.sleep(5)  # several seconds without a broker
+        # Kafka unreachable longer than the threshold turns /healthz red, as a database does.
+        wait_for("/healthz to turn unhealthy", lambda: consumer.health_status() == 503, 20)
         assert consumer.alive()
     finally:
         start_server(endpoints, "kafka")
+    wait_for("/healthz to recover", lambda: consumer.health_status() == 200, 60)
     wait_until_stored(endpoints, setup["database"], setup["mongo_db"], 1500, timeout_s=120)
     wait_for(
         "every offset committed",
