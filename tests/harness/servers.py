@@ -482,7 +482,16 @@ def start_postgres() -> None:
                 "max_connections = 200\n"
             )
     logfile = home / "server.log"  # inside the cluster's folder, which the postgres user owns
-    run(as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "start"]))
+    # The port on the command line wins over the cluster's file: a cluster made with another
+    # STREAMLAB_POSTGRES_PORT still starts where it is asked to.
+    run(
+        as_postgres(
+            [
+                *[str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile)],
+                *["-o", f"-p {POSTGRES_PORT}", "-w", "start"],
+            ]
+        )
+    )
     wait_until("PostgreSQL", lambda: is_listening(POSTGRES_PORT), 30, logfile)
     ensure_database()
 
