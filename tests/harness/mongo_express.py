@@ -29,7 +29,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness.servers import REPO, HarnessError, cache_dir, log, run, wait_until
+from tests.harness.servers import (
+    REPO,
+    HarnessError,
+    cache_dir,
+    install_command,
+    log,
+    run,
+    stop_child,
+    wait_until,
+)
 
 MONGO_EXPRESS_VERSION = "1.0.2"  # docker-compose.yml: mongo-express:1.0.2-20-alpine3.19
 PINS = REPO / "tests" / "harness" / "mongo-express"
@@ -122,27 +131,11 @@ class MongoExpress:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_child(self.proc)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.harness.mongo_express install``: fill the cache ahead of the tests."""
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["install"]:
-        print("usage: python -m tests.harness.mongo_express install", file=sys.stderr)
-        return 2
-    try:
-        print(install())
-    except HarnessError as error:
-        print(f"[harness] error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return install_command("tests.harness.mongo_express", install, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.servers import REPO, HarnessError, cache_dir, log, run, wait_until
+from tests.harness.servers import (
+    REPO,
+    HarnessError,
+    cache_dir,
+    install_command,
+    log,
+    run,
+    stop_child,
+    wait_until,
+)
 
 PGADMIN_VERSION = "9.8"  # docker-compose.yml: dpage/pgadmin4:9.8
 # Every package of the virtualenv, pinned (pgAdmin's own requirements are ranges).
@@ -200,27 +209,11 @@ class PgAdmin:
             return False
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_child(self.proc)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tests.harness.pgadmin install``: fill the cache ahead of the tests (CI)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["install"]:
-        print("usage: python -m tests.harness.pgadmin install", file=sys.stderr)
-        return 2
-    try:
-        print(install())
-    except HarnessError as error:
-        print(f"[harness] error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return install_command("tests.harness.pgadmin", install, argv)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,32 @@ def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> subprocess.Pope
     return proc
 
 
+def stop_child(proc: subprocess.Popen[bytes] | None, timeout_s: float = 20.0) -> None:
+    """Stop a server this process started: SIGTERM, SIGKILL after the timeout."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def install_command(module: str, install: Callable[[], object], argv: list[str] | None) -> int:
+    """``python -m MODULE install``: fill a cache ahead of the tests (CI runs it)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["install"]:
+        print(f"usage: python -m {module} install", file=sys.stderr)
+        return 2
+    try:
+        print(install())
+    except HarnessError as error:
+        print(f"[harness] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def terminate(name: str, timeout_s: float = 20.0) -> None:
     """Stop a server started by :func:`spawn`: SIGTERM its group, SIGKILL after the timeout."""
     pidfile = run_dir() / f"{name}.pid"

@@ -66,13 +66,20 @@ def produce(
     key: bytes | None = None,
 ) -> list[Coordinate]:
     """Publish values round-robin over the partitions; return where each one landed."""
+    records = [{"value": value, "key": key, "headers": list(headers)} for value in values]
+    return send(bootstrap, topic, records, partitions)
+
+
+def send(
+    bootstrap: str, topic: str, records: Sequence[dict[str, Any]], partitions: int = 3
+) -> list[Coordinate]:
+    """Publish records given as ``KafkaProducer.send`` arguments (value, key, headers,
+    timestamp_ms), round-robin over the partitions; return where each one landed."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     try:
         futures = [
-            producer.send(
-                topic, key=key, value=value, partition=i % partitions, headers=list(headers)
-            )
-            for i, value in enumerate(values)
+            producer.send(topic, partition=i % partitions, **record)
+            for i, record in enumerate(records)
         ]
         producer.flush(timeout=60)
         placed = [future.get(timeout=30) for future in futures]

@@ -12,7 +12,6 @@ import json
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +21,6 @@ from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,
     committed_offsets,
-    consumer_env,
     mongo_collection,
     mongo_coordinates,
     pg_coordinates,
@@ -64,20 +62,6 @@ def wait_until_stored(
         ),
         timeout_s,
     )
-
-
-@pytest.fixture
-def setup(
-    endpoints: Endpoints, fresh_topic: str, fresh_database: str, fresh_mongo_db: str, tmp_path: Path
-) -> dict[str, object]:
-    return {
-        "endpoints": endpoints,
-        "topic": fresh_topic,
-        "database": fresh_database,
-        "mongo_db": fresh_mongo_db,
-        "env": consumer_env(endpoints, fresh_topic, fresh_database, fresh_mongo_db),
-        "tmp": tmp_path,
-    }
 
 
 def test_n_records_become_n_rows_and_n_documents(setup: dict) -> None:

@@ -12,17 +12,13 @@ import json
 import random
 import string
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
 
-from tests.harness.endpoints import Endpoints
 from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,
-    consumer_env,
     mongo_collection,
     mongo_coordinates,
     pg_coordinates,
@@ -30,6 +26,7 @@ from tests.integration.pipeline import (
     produce,
     quote_value,
     read_topic,
+    send,
     wait_for,
 )
 from tests.integration.test_consumer import (
@@ -40,37 +37,6 @@ from tests.integration.test_consumer import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def setup(
-    endpoints: Endpoints, fresh_topic: str, fresh_database: str, fresh_mongo_db: str, tmp_path: Path
-) -> dict[str, Any]:
-    return {
-        "endpoints": endpoints,
-        "topic": fresh_topic,
-        "database": fresh_database,
-        "mongo_db": fresh_mongo_db,
-        "env": consumer_env(endpoints, fresh_topic, fresh_database, fresh_mongo_db),
-        "tmp": tmp_path,
-    }
-
-
-def send(
-    bootstrap: str, topic: str, records: list[dict[str, Any]], partitions: int = 3
-) -> list[Coordinate]:
-    """Publish records given as send() arguments; return where each landed."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    try:
-        futures = [
-            producer.send(topic, partition=i % partitions, **record)
-            for i, record in enumerate(records)
-        ]
-        producer.flush(timeout=60)
-        placed = [future.get(timeout=30) for future in futures]
-    finally:
-        producer.close(timeout=10)
-    return [(meta.partition, meta.offset) for meta in placed]
 
 
 def dead_letters_by_source(bootstrap: str, topic: str, expected: int) -> dict[Coordinate, Any]:

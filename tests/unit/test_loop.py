@@ -257,14 +257,7 @@ def test_the_whole_loop_stores_commits_and_stops_on_request() -> None:
     sinks = [FakeSink("postgres"), FakeSink("mongo")]
     delivery = parts(sinks, stop)
     threading.Timer(1.0, stop.set).start()
-    run(
-        settings(),
-        lambda listener: _subscribed(consumer, listener),
-        delivery,
-        stop,
-        Metrics(),
-        Health(60),
-    )
+    run_loop(consumer, delivery, stop)
     assert sorted(sinks[0].committed) == sorted(sinks[1].committed) == [0, 0]
     assert consumer.commits[-1] == {
         TopicPartition(TOPIC, 0): OffsetAndMetadata(2, "", -1),
@@ -294,14 +287,7 @@ def test_a_partition_revoked_and_assigned_back_mid_write_is_not_committed() -> N
         FakeSink("mongo"),
     ]
     threading.Timer(3.0, stop.set).start()
-    run(
-        settings(),
-        lambda listener: _subscribed(consumer, listener),
-        parts(sinks, stop),
-        stop,
-        Metrics(),
-        Health(60),
-    )
+    run_loop(consumer, parts(sinks, stop), stop)
     assert sinks[0].committed == []
     assert consumer.commits == [], "nothing of a revoked partition is committed"
     assert sorted(consumer.seeks) == [(TopicPartition(TOPIC, 0), 0), (TopicPartition(TOPIC, 1), 0)]
@@ -315,14 +301,7 @@ def test_a_crash_in_a_write_step_leaves_the_loop_with_the_error() -> None:
         FakeSink("mongo", failures=[ValueError("bug")]),
     ]
     with pytest.raises(ValueError, match="bug"):
-        run(
-            settings(),
-            lambda listener: _subscribed(consumer, listener),
-            parts(sinks, stop),
-            stop,
-            Metrics(),
-            Health(60),
-        )
+        run_loop(consumer, parts(sinks, stop), stop)
     assert consumer.commits == [] and consumer.closed
 
 
@@ -332,14 +311,7 @@ def test_stop_during_an_outage_returns_promptly_without_committing() -> None:
     sinks = [FakeSink("postgres", failures=[Unavailable("down")] * 10_000), FakeSink("mongo")]
     threading.Timer(1.0, stop.set).start()
     started = time.monotonic()
-    run(
-        settings(),
-        lambda listener: _subscribed(consumer, listener),
-        parts(sinks, stop),
-        stop,
-        Metrics(),
-        Health(60),
-    )
+    run_loop(consumer, parts(sinks, stop), stop)
     assert time.monotonic() - started < 3.0
     assert consumer.commits == []
 
@@ -350,18 +322,18 @@ def test_kafka_unreachable_turns_health_red_after_the_threshold() -> None:
     consumer._coordinator.unknown = True
     health = Health(0.2)
     threading.Timer(1.0, stop.set).start()
-    run(
-        settings(),
-        lambda listener: _subscribed(consumer, listener),
-        parts([FakeSink("p")], stop),
-        stop,
-        Metrics(),
-        health,
-    )
+    run_loop(consumer, parts([FakeSink("p")], stop), stop, health)
     healthy, body = health.report()
     assert "kafka" in body["failing_for_s"] and not healthy
 
 
-def _subscribed(consumer: FakeConsumer, listener: Rebalance) -> FakeConsumer:
-    consumer.subscribe([TOPIC], listener)
-    return consumer
+def run_loop(
+    consumer: FakeConsumer, delivery: Delivery, stop: threading.Event, health: Health | None = None
+) -> None:
+    """The real loop, handed the stand-in consumer through its consumer-factory seam."""
+
+    def connect(listener: Rebalance) -> FakeConsumer:
+        consumer.subscribe([TOPIC], listener)
+        return consumer
+
+    run(settings(), connect, delivery, stop, Metrics(), health or Health(60))  # type: ignore[arg-type]
