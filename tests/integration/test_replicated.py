@@ -167,7 +167,7 @@ def partition_leaders(bootstrap: str, topic: str) -> dict[int, int]:
         described = admin.describe_topics([topic])
     finally:
         admin.close()
-    return {p["partition"]: p["leader"] for p in described[0]["partitions"]}
+    return {p["partition_index"]: p["leader_id"] for p in described[0]["partitions"]}
 
 
 def create_topics(bootstrap: str, topics: list[str]) -> None:
