@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.replicated]
 
 BROKERS = 3
 PARTITIONS = 3
-HEAP = "384m"
+HEAP = "256m"  # as docker-compose.replicated.yml
 
 
 class Cluster:
