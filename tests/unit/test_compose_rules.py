@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.harness import compose as compose_harness
+from tests.harness import servers
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -695,3 +696,191 @@ def test_mongo_init_names_a_missing_setting(tmp_path: Path) -> None:
     result = run_mongo_init(tmp_path, {"MONGO_CONSUMER_USERNAME": "c", "MONGO_DB": "quotes"})
     assert result.returncode == 1
     assert "MONGO_CONSUMER_PASSWORD" in result.stderr
+
+
+# --- The KRaft and replicated variants ----------------------------------------------------------
+#
+# `make up-kraft` and `make up-replicated` add override files to docker-compose.yml. The merged
+# configuration, as the real Compose parser builds it, must pass the same project rules.
+
+KRAFT_VARIANTS = {
+    "kraft": ("docker-compose.kraft.yml",),
+    "replicated": ("docker-compose.kraft.yml", "docker-compose.replicated.yml"),
+}
+KRAFT_IMAGE = f"apache/kafka:{servers.KRAFT_KAFKA_VERSION}"
+# The apache/kafka image's VOLUMEs: mapped, so no anonymous volume piles up.
+KRAFT_IMAGE_VOLUMES = {"/var/lib/kafka/data", "/etc/kafka/secrets", "/mnt/shared/config"}
+
+
+def run_variant_config(
+    binary: Path, env_file: Path, variant: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    files = [COMPOSE_FILE, *(REPO / name for name in KRAFT_VARIANTS[variant])]
+    return subprocess.run(
+        [
+            str(binary),
+            "--project-directory",
+            str(REPO),
+            "--env-file",
+            str(env_file),
+            *(arg for path in files for arg in ("-f", str(path))),
+            "config",
+            *extra,
+        ],
+        cwd=REPO,
+        env=scrubbed_env(env_file.parent),
+        capture_output=True,
+        text=True,
+        timeout=CONFIG_TIMEOUT_S,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session", params=sorted(KRAFT_VARIANTS))
+def variant(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def variant_config(compose_bin: Path, env_file: Path, variant: str) -> dict[str, Any]:
+    result = run_variant_config(compose_bin, env_file, variant, "--format", "json")
+    assert result.returncode == 0, f"{variant}: {result.stderr}"
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+@pytest.fixture(scope="session")
+def variant_services(variant_config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = variant_config["services"]
+    return found
+
+
+def brokers(services: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if s.get("image") == KRAFT_IMAGE}
+
+
+SHARED_RULES = [
+    test_every_image_is_pinned,
+    test_long_running_services_have_healthchecks,
+    test_restart_policies,
+    test_depends_on_waits_for_health_or_completion,
+    test_startup_order,
+    test_every_service_has_a_memory_limit_within_budget,
+    test_host_ports_bound_to_loopback,
+    test_one_shots_publish_no_ports,
+    test_no_container_names,
+    test_consumer_environment_is_exactly_its_settings,
+    test_consumer_uses_its_own_least_privilege_logins,
+]
+
+
+@pytest.mark.parametrize("rule", SHARED_RULES, ids=lambda rule: rule.__name__[len("test_") :])
+def test_variant_follows_the_project_rule(variant_services: dict[str, Any], rule: Any) -> None:
+    rule(variant_services)
+
+
+def test_variant_missing_credential_stops_compose(
+    compose_bin: Path, tmp_path: Path, variant: str
+) -> None:
+    env_file = tmp_path / ".env"
+    kept = [
+        line
+        for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+        if not line.startswith("POSTGRES_PASSWORD=")
+    ]
+    env_file.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    result = run_variant_config(compose_bin, env_file, variant, "-q")
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_variant_runs_no_zookeeper(variant_services: dict[str, Any]) -> None:
+    assert "zookeeper" not in variant_services
+    for name, service in variant_services.items():
+        assert "zookeeper" not in json.dumps(service.get("environment", {})).lower(), name
+        assert "zookeeper" not in service.get("depends_on", {}), name
+
+
+def test_variant_brokers_are_kraft_nodes(variant: str, variant_services: dict[str, Any]) -> None:
+    """Kafka 4.x, each node broker and controller, one quorum listing every node."""
+    nodes = brokers(variant_services)
+    assert len(nodes) == (3 if variant == "replicated" else 1)
+    assert "kafka" in nodes, "node 1 keeps the name the Makefile and the UI use"
+    voters = {
+        f"{s['environment']['KAFKA_NODE_ID']}@{s.get('hostname', name)}:29093"
+        for name, s in nodes.items()
+    }
+    for name, service in nodes.items():
+        env = service["environment"]
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
+        assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER", name
+        assert "CONTROLLER" not in env["KAFKA_ADVERTISED_LISTENERS"], f"{name}: quorum advertised"
+        listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
+        advertised = dict(
+            item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        )
+        external_port = int(advertised["EXTERNAL"].rsplit(":", 1)[1])
+        assert advertised["EXTERNAL"] == f"localhost:{external_port}", name
+        assert listeners["EXTERNAL"] == f"0.0.0.0:{external_port}", name
+        published = {(int(p["published"]), p["target"]) for p in service.get("ports", [])}
+        assert published == {(external_port, external_port)}, f"{name}: only EXTERNAL published"
+        assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL", name
+        assert env["CLUSTER_ID"] == nodes["kafka"]["environment"]["CLUSTER_ID"], name
+        assert not service.get("depends_on"), f"{name} waits for nothing"
+
+
+def test_variant_brokers_keep_their_own_volumes(
+    variant_config: dict[str, Any], variant_services: dict[str, Any]
+) -> None:
+    declared = set(variant_config.get("volumes", {}))
+    sources = []
+    for name, service in brokers(variant_services).items():
+        named = [v for v in service.get("volumes", []) if v["type"] == "volume"]
+        assert [v["target"] for v in named] == ["/var/lib/kafka/data"], name
+        assert named[0]["source"] in declared, name
+        assert named[0]["source"] != "kafka-data", f"{name}: a ZooKeeper-mode log is not KRaft's"
+        sources.append(named[0]["source"])
+        mapped = {v["target"] for v in service.get("volumes", [])} | set(service.get("tmpfs", []))
+        assert mapped >= KRAFT_IMAGE_VOLUMES, f"{name}: unmapped {KRAFT_IMAGE_VOLUMES - mapped}"
+    assert len(sources) == len(set(sources)), "brokers share a data volume"
+
+
+def test_variant_replication_settings(variant: str, variant_services: dict[str, Any]) -> None:
+    nodes = brokers(variant_services)
+    replicas = len(nodes)
+    bootstrap = ",".join(f"{s.get('hostname', n)}:29092" for n, s in sorted(nodes.items()))
+    for name in ("kafka-init", "nifi-init", "consumer"):
+        assert variant_services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap, name
+    ui = variant_services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"]
+    assert ui == bootstrap
+    init = variant_services["kafka-init"]
+    assert set(nodes) <= set(init["depends_on"]), "topics are made once every broker is up"
+    if variant == "replicated":
+        assert init["environment"]["KAFKA_REPLICATION_FACTOR"] == "3"
+        assert init["environment"]["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        for name, service in nodes.items():
+            env = service["environment"]
+            assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == str(replicas), name
+            assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2", name
+            assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == str(replicas), name
+            assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
+
+
+def test_kafka_init_sets_min_insync_replicas_only_when_asked(fake_kafka: dict[str, str]) -> None:
+    """The replicated variant's topics need 2 in-sync replicas; the others keep the default."""
+    calls = Path(fake_kafka["FAKE_KAFKA_STATE"]) / "calls.log"
+    assert run_kafka_init(fake_kafka).returncode == 0
+    assert "min.insync.replicas" not in calls.read_text()
+    calls.unlink()
+    for name in ("t.quotes", "t.quotes.dlq"):
+        (Path(fake_kafka["FAKE_KAFKA_STATE"]) / name).unlink()
+    env = {**fake_kafka, "KAFKA_REPLICATION_FACTOR": "3", "KAFKA_MIN_INSYNC_REPLICAS": "2"}
+    result = run_kafka_init(env)
+    assert result.returncode == 0, result.stderr
+    creates = [c for c in calls.read_text().splitlines() if "--create" in c]
+    assert len(creates) == 2
+    assert all(
+        "--config min.insync.replicas=2" in c and "--replication-factor 3" in c for c in creates
+    )
