@@ -103,9 +103,9 @@ counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
 
 ##@ Development (no Docker needed)
 
-$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml tests/requirements.txt bench/requirements.txt
+$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml status/pyproject.toml tests/requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r tests/requirements.txt -r bench/requirements.txt -e consumer -e producer
+	$(PY) -m pip install --quiet -r tests/requirements.txt -r bench/requirements.txt -e consumer -e producer -e status
 	touch $@
 
 .PHONY: venv
