@@ -46,7 +46,7 @@ check-env: .env
 up: check-env ## Start the whole lab (creates .env on first run)
 	$(COMPOSE) up -d --build
 	@echo "Starting; NiFi needs 1-3 minutes the first time (make ps, make logs SERVICE=nifi)."
-	@echo "Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
+	@echo "Status http://localhost:8088  Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
 
 .PHONY: down
 down: ## Stop the lab, keeping its data

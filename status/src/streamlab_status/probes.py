@@ -58,12 +58,14 @@ class KafkaProbe:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        timeout_ms = int(settings.probe_timeout_s * 1000)
-        self._client_config = {
+        # Requests end on their own within a few seconds, so a probe stuck on a dead broker
+        # frees its thread soon after the poller stopped waiting for it.
+        request_ms = max(int(settings.probe_timeout_s * 2000), 5000)
+        self._client_config: dict[str, Any] = {
             "bootstrap_servers": settings.kafka_bootstrap.split(","),
             "client_id": "streamlab-status",
-            "request_timeout_ms": max(timeout_ms * 2, 1000),
-            "api_version_auto_timeout_ms": max(timeout_ms, 1000),
+            "request_timeout_ms": request_ms,
+            "bootstrap_timeout_ms": request_ms,
         }
         self._offsets: KafkaConsumer | None = None
         self._admin: KafkaAdminClient | None = None
@@ -79,7 +81,12 @@ class KafkaProbe:
         """Beginning and end offset per partition; an unknown topic has none."""
         if self._offsets is None:
             # No group_id: this consumer only asks for offsets; it commits and joins nothing.
-            self._offsets = KafkaConsumer(enable_auto_commit=False, **self._client_config)
+            self._offsets = KafkaConsumer(
+                enable_auto_commit=False,
+                # Unused without a group, but must stay below the request timeout.
+                session_timeout_ms=self._client_config["request_timeout_ms"] - 500,
+                **self._client_config,
+            )
         found = self._offsets.partitions_for_topic(topic) or set()
         partitions = [TopicPartition(topic, p) for p in sorted(found)]
         first = self._offsets.beginning_offsets(partitions)
