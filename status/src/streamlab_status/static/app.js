@@ -49,9 +49,10 @@ function ago(epoch, now) {
 
 function detailLines(stage, now) {
   const d = stage.detail || {};
+  if (stage.state === "down") return [];
   switch (stage.id) {
     case "api":
-      return stage.state === "down" ? [] : [`/healthz answered in ${d.answer_ms} ms`];
+      return [`/healthz answered in ${d.answer_ms} ms`];
     case "nifi":
       return [`last poll: ${ago(d.last_poll, now)}`, `GetHTTP runs (5 min): ${d.polls_5min ?? "–"}`];
     case "topic":
