@@ -131,7 +131,7 @@ class Poller:
                     "reason": reason,
                     "count": reading.get("count") if ok and reading else None,
                     "detail": reading.get("detail", {}) if ok and reading else {},
-                    "rate": self.history.rate(stage, now),
+                    "rate": self.history.rate(stage, now) if ok else None,
                     "spark": [
                         [round(t - now, 1), round(r, 3)] for t, r in self.history.sparkline(stage)
                     ],

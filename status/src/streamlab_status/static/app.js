@@ -70,8 +70,10 @@ function detailLines(stage, now) {
 
 function sparkPath(points) {
   if (points.length < 2) return ["", ""];
+  // Up to 5 minutes; a page watching for less spreads what it has over the whole width.
+  const span = Math.min(WINDOW_S, Math.max(-points[0][0], 10));
   const top = Math.max(...points.map((p) => p[1]), 1e-9);
-  const xy = points.map(([t, r]) => [((t + WINDOW_S) / WINDOW_S) * 100, 29 - (r / top) * 27]);
+  const xy = points.map(([t, r]) => [Math.max(0, (t + span) / span) * 100, 29 - (r / top) * 27]);
   const line = xy.map(([x, y], i) => `${i ? "L" : "M"}${x.toFixed(2)},${y.toFixed(2)}`).join("");
   const area = `${line}L${xy[xy.length - 1][0].toFixed(2)},30L${xy[0][0].toFixed(2)},30Z`;
   return [line, area];
