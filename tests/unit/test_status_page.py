@@ -134,15 +134,15 @@ def test_nifi_processor_found_in_nested_groups() -> None:
             {
                 "processGroupStatusSnapshot": {
                     "processorStatusSnapshots": [
-                        {"processorStatusSnapshot": {"type": "SplitJson", "invocations": 1}},
-                        {"processorStatusSnapshot": {"type": "GetHTTP", "invocations": 7}},
+                        {"processorStatusSnapshot": {"type": "SplitJson", "taskCount": 1}},
+                        {"processorStatusSnapshot": {"type": "GetHTTP", "taskCount": 7}},
                     ]
                 }
             }
         ],
     }
     found = _find_processor(status, "GetHTTP")
-    assert found is not None and found["invocations"] == 7
+    assert found is not None and found["taskCount"] == 7
     assert _find_processor(status, "PublishKafka_2_6") is None
 
 

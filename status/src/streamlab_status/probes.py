@@ -11,7 +11,8 @@ Why these ways of looking, each cheap enough to run every 2 s for days:
   milliseconds; ``count_documents`` and ``estimated_document_count`` read every document there
   (seconds at 100k). On a server without ``collStats`` the estimated count is used.
 - NiFi: its REST API (single-user login -> bearer token): the root group's queued FlowFiles,
-  and GetHTTP's invocations in NiFi's 5-minute window, whose changes tell when it last polled.
+  and GetHTTP's runs (``taskCount``) in NiFi's 5-minute window, whose changes tell when it
+  last polled.
 - quotes API: its ``/healthz``.
 
 A probe raises on any failure; the poller (``poller.py``) turns that into a "down" stage. Each
@@ -236,11 +237,16 @@ class NifiProbe:
         self._token = None
 
     def _request(self, path: str, data: bytes | None = None) -> bytes:
-        headers = {"Accept": "application/json"}
+        # The login answers text/plain (the token), the status calls JSON; NiFi refuses a
+        # request whose Accept excludes what it answers (406).
+        headers: dict[str, str] = {}
         if data is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        elif self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+            headers["Accept"] = "text/plain"
+        else:
+            headers["Accept"] = "application/json"
+            if self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
         request = urllib.request.Request(
             self.settings.nifi_api_url + path, data=data, headers=headers
         )
@@ -272,14 +278,15 @@ class NifiProbe:
         status = json.loads(body)["processGroupStatus"]["aggregateSnapshot"]
         get_http = _find_processor(status, "GetHTTP")
         if get_http is not None:
-            invocations = int(get_http.get("invocations", 0))
+            # NiFi 1.x names the 5-minute run count taskCount ("invocations" in the UI).
+            invocations = int(get_http.get("taskCount", get_http.get("invocations", 0)))
             if self._invocations is not None and invocations != self._invocations:
                 self.last_poll = self.clock()
             self._invocations = invocations
         detail: dict[str, Any] = {
             "queued": int(status.get("flowFilesQueued", 0)),
             "last_poll": self.last_poll,
-            "polls_5min": None if get_http is None else int(get_http.get("invocations", 0)),
+            "polls_5min": None if get_http is None else self._invocations,
         }
         return {"nifi": Reading(detail["queued"], detail)}
 
