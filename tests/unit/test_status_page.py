@@ -234,6 +234,23 @@ def test_a_failing_probe_turns_only_its_stages_red(serve: Callable[[Poller], str
     assert states["mongo"][0] == "ok" and states["topic"][0] == "ok"
 
 
+def test_logins_and_passwords_never_reach_the_page(serve: Callable[[Poller], str]) -> None:
+    """A driver's message naming the login (or worse) is masked before the data API has it."""
+    loaded = settings.load({**REQUIRED, "MONGO_URI": f"mongodb://mongo-user:{SECRET}@h/quotes"})
+    secrets = settings.secret_values(loaded)
+    assert set(secrets) == {"reader", SECRET, "mongo-user"}
+
+    def refused() -> dict[str, Reading]:
+        raise OSError(f'password authentication failed for user "reader" ({SECRET})')
+
+    poller = Poller(fake_probes(postgres=refused), refresh_s=2, timeout_s=1, secrets=secrets)
+    poller.look()
+    body = get(f"{serve(poller)}/api/status")[2]
+    assert b"reader" not in body and SECRET.encode() not in body
+    reason = {s["id"]: s["reason"] for s in json.loads(body)["stages"]}["postgres"]
+    assert reason == 'password authentication failed for user "***" (***)'
+
+
 def test_a_hanging_server_never_blocks_the_page(serve: Callable[[Poller], str]) -> None:
     release = threading.Event()
 

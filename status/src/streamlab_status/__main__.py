@@ -18,7 +18,12 @@ def main() -> int:
     except settings_module.SettingsError as error:
         print(f"streamlab-status: {error}", file=sys.stderr)
         return 2
-    poller = Poller(all_probes(settings), settings.refresh_s, settings.probe_timeout_s).start()
+    poller = Poller(
+        all_probes(settings),
+        settings.refresh_s,
+        settings.probe_timeout_s,
+        secrets=settings_module.secret_values(settings),
+    ).start()
     try:
         server = StatusServer(settings.host, settings.port, poller).start()
     except OSError as error:

@@ -23,9 +23,15 @@ from streamlab_status.verdict import LAG_SERIES, judge
 ProbeSpec = tuple[Callable[[], dict[str, Reading]], tuple[str, ...]]
 
 
-def one_line(error: BaseException) -> str:
-    """An exception as one short line for the page."""
+def one_line(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
+    """An exception as one short line for the page, with every secret value masked.
+
+    Drivers' messages name the login ("password authentication failed for user ..."); the page
+    must not carry a login name or a password to the browser, whatever a driver puts in them.
+    """
     text = " ".join(str(error).split()) or type(error).__name__
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text[:200]
 
 
@@ -39,12 +45,14 @@ class Poller:
         timeout_s: float,
         history: History | None = None,
         clock: Callable[[], float] = time.time,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.probes = probes
         self.refresh_s = refresh_s
         self.timeout_s = timeout_s
         self.history = history or History()
         self.clock = clock
+        self.secrets = secrets
         self._executors = {
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"probe-{name}")
             for name in probes
@@ -97,7 +105,7 @@ class Poller:
                 continue  # still running: left pending, not started again
             except Exception as exc:  # a server down: its stages are red, the rest go on
                 del self._pending[name]
-                readings.update({s: {"error": one_line(exc)} for s in stages})
+                readings.update({s: {"error": one_line(exc, self.secrets)} for s in stages})
                 continue
             del self._pending[name]
             for stage in stages:

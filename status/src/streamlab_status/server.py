@@ -2,8 +2,9 @@
 
 Why the standard library's server: three files and one JSON document need no framework, and
 every dependency is one more thing to pin and patch. The page and its script come from this
-package (``static/``), never from a CDN, so it works offline. The data API carries counts and
-states only: settings, addresses and credentials stay in this process.
+package (``static/``), never from a CDN, so it works offline. The data API carries counts,
+states and one-line reasons; settings and credentials stay in this process (the poller masks
+logins and passwords in the reasons).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 
 class SettingsError(ValueError):
@@ -66,6 +66,21 @@ class Settings:
     nifi_api_url: str
     nifi_username: str
     nifi_password: str
+
+
+def secret_values(settings: Settings) -> tuple[str, ...]:
+    """Logins and passwords, to be masked in any text the page shows (the MongoDB URI's too)."""
+    userinfo = urlsplit(settings.mongo_uri).netloc.rpartition("@")[0]
+    mongo_user, _, mongo_password = userinfo.partition(":")
+    values = (
+        settings.pg_user,
+        settings.pg_password,
+        settings.nifi_username,
+        settings.nifi_password,
+        unquote(mongo_user),
+        unquote(mongo_password),
+    )
+    return tuple(value for value in values if value)
 
 
 def _number(name: str, raw: str, low: float, high: float) -> float:
