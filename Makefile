@@ -54,7 +54,7 @@ check-env: .env
 up: check-env ## Start the whole lab (creates .env on first run)
 	$(COMPOSE) up -d --build
 	@echo "Starting; NiFi needs 1-3 minutes the first time (make ps, make logs SERVICE=nifi)."
-	@echo "Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
+	@echo "Status http://localhost:8088  Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
 
 .PHONY: up-kraft
 up-kraft: ## The lab on Kafka 4 in KRaft mode, no ZooKeeper (stop: make down VARIANT=kraft)
@@ -119,9 +119,9 @@ counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
 
 ##@ Development (no Docker needed)
 
-$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml tests/requirements.txt bench/requirements.txt
+$(VENV)/.installed: consumer/pyproject.toml producer/pyproject.toml status/pyproject.toml tests/requirements.txt bench/requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -r tests/requirements.txt -r bench/requirements.txt -e consumer -e producer
+	$(PY) -m pip install --quiet -r tests/requirements.txt -r bench/requirements.txt -e consumer -e producer -e status
 	touch $@
 
 .PHONY: venv

@@ -45,7 +45,7 @@ POLL_COUNT = 10
 # Settings the consumer reads (quotes_consumer.settings); inherited ones are dropped so that a
 # shell with the compose stack's values exported cannot point the lab's consumer elsewhere.
 CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_")
-CHILDREN = ("producer", "consumer", "quotes-api")  # in stopping order
+CHILDREN = ("status", "producer", "consumer", "quotes-api")  # in stopping order
 
 
 class Interrupted(BaseException):
@@ -113,6 +113,20 @@ class Lab:
                 "STREAMLAB_LAB_DIR": str(self.home.root),
             }
         )
+        return env
+
+    @property
+    def status_url(self) -> str:
+        return f"http://{HOST}:{self.ports['status']}"
+
+    def status_env(self) -> dict[str, str]:
+        """The status page's settings: the consumer's, plus its own port and the quotes API."""
+        env = {
+            k: v
+            for k, v in self.consumer_env().items()
+            if not k.startswith(("STATUS_", "NIFI_", "QUOTES_API_"))
+        }
+        env.update({"STATUS_PORT": str(self.ports["status"]), "QUOTES_API_URL": self.api_url})
         return env
 
     def child_env(self) -> dict[str, str]:
@@ -215,6 +229,7 @@ def table(lab: Lab, producer: str, postgres_version: str) -> str:
             f"{lab.metrics_url}/metrics",
             "the PostgreSQL and MongoDB rows",
         ),
+        ("status", "The pipeline on one page, every 2 s", f"{lab.status_url}/", "none"),
         (
             "kafka-init",
             f"done at every start: {provision.TOPIC} (3 partitions), {provision.DLQ_TOPIC} (1)",
@@ -338,6 +353,15 @@ def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]])
         home.logs / "consumer.log",
         60,
     )
+    status_cmd = [sys.executable, "-m", "streamlab_status"]
+    children["status"] = processes.spawn(home, "status", status_cmd, lab.status_env(), home.logs)
+    _wait(
+        "the status page",
+        lambda: _answers(f"{lab.status_url}/healthz"),
+        children["status"],
+        home.logs / "status.log",
+        20,
+    )
     if producer == "nifi":
         servers.start_nifi(home, lab.ports)
         which = (
@@ -409,7 +433,7 @@ def cleanup(
     """
     children = children or {}
     first = {"producer": signal.SIGINT}  # the stand-in flushes and exits on Ctrl-C
-    limits = {"producer": 15.0, "consumer": 35.0, "quotes-api": 10.0}
+    limits = {"status": 10.0, "producer": 15.0, "consumer": 35.0, "quotes-api": 10.0}
 
     def stop_child(name: str) -> None:
         how = processes.stop(
@@ -427,6 +451,7 @@ def cleanup(
             servers.stop(lab.home, lab.ports)
 
     steps = [
+        ("the status page", lambda: stop_child("status")),
         ("the producer", lambda: stop_child("producer")),
         ("NiFi", stop_nifi),
         ("the consumer", lambda: stop_child("consumer")),

@@ -53,6 +53,7 @@ PORTS: tuple[Port, ...] = (
     Port("quotes-api", 8090, 28090, "the quotes API"),
     Port("nifi", 8443, 28443, "NiFi"),
     Port("metrics", None, 28000, "the consumer's /healthz and /metrics"),
+    Port("status", 8088, 28088, "the status page"),
 )
 BY_NAME = {port.name: port for port in PORTS}
 

@@ -8,6 +8,7 @@ FerretDB (the harness's, with persistent data), so it is checked through its own
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,6 +184,15 @@ def _wait_exit(proc: subprocess.Popen[bytes], log: Path) -> None:
         ) from None
 
 
+def _status_states(port: int) -> set[tuple[str, str]]:
+    """(stage, state) pairs from the demo's status page data API; empty if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2) as response:
+            return {(s["id"], s["state"]) for s in json.loads(response.read())["stages"]}
+    except OSError:
+        return set()
+
+
 def test_make_demo_fills_both_databases_stops_cleanly_and_keeps_its_data(demo: Demo) -> None:
     began = time.monotonic()
     proc, log = demo.start()
@@ -204,11 +215,17 @@ def test_make_demo_fills_both_databases_stops_cleanly_and_keeps_its_data(demo: D
         f"127.0.0.1:{demo.ports['postgres']}",
         f"mongodb://127.0.0.1:{demo.ports['mongo']}/",
         f"http://127.0.0.1:{demo.ports['quotes-api']}/quotes",
+        f"http://127.0.0.1:{demo.ports['status']}/",
     ):
         assert address in output, f"the table shows {address}"
     wait_for(
         "a status line with rows and documents",
         lambda: re.search(r"PostgreSQL: [1-9][\d,]* rows \| MongoDB: [1-9]", _text(log)),
+        10,
+    )
+    wait_for(
+        "the status page to show PostgreSQL and MongoDB flowing",
+        lambda: _status_states(demo.ports["status"]) >= {("postgres", "ok"), ("mongo", "ok")},
         10,
     )
 
@@ -227,7 +244,7 @@ def test_make_demo_fills_both_databases_stops_cleanly_and_keeps_its_data(demo: D
     _wait_exit(proc, log)
     output = _text(log)
     assert "[lab] stopped" in output, output
-    for name in ("producer", "consumer", "quotes-api"):
+    for name in ("status", "producer", "consumer", "quotes-api"):
         assert f"[lab] {name}: stopped" in output, f"{name} did not stop on its own:\n{output}"
     assert demo.leftovers() == [], "processes left after Ctrl-C"
     assert demo.rows() == 0, "PostgreSQL still answers after Ctrl-C"

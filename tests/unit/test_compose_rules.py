@@ -181,6 +181,7 @@ def test_expected_services_exist(services: dict[str, Any]) -> None:
         "nifi",
         "nifi-init",
         "consumer",
+        "status",
     }
     assert set(services) == expected
 
@@ -369,7 +370,7 @@ def test_kafka_listeners(services: dict[str, Any]) -> None:
 
 
 def test_containers_use_the_internal_listener(services: dict[str, Any]) -> None:
-    for name in ("kafka-init", "nifi-init", "consumer"):
+    for name in ("kafka-init", "nifi-init", "consumer", "status"):
         assert services[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:29092", name
     assert services["kafka-ui"]["environment"]["KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS"] == (
         "kafka:29092"
@@ -466,6 +467,24 @@ def test_consumer_uses_its_own_least_privilege_logins(services: dict[str, Any]) 
     # The login script must be executable: the postgres image sources a non-executable *.sh
     # into its own shell instead of running it.
     assert os.access(REPO / "sql" / "011_consumer_login.sh", os.X_OK)
+
+
+def test_status_page_is_read_only_and_least_privileged(services: dict[str, Any]) -> None:
+    """The status page: 127.0.0.1:8088, read-only container, the consumer's logins, not root."""
+    status = services["status"]
+    env = status["environment"]
+    published = {(p["host_ip"], p["published"], p["target"]) for p in status["ports"]}
+    assert published == {("127.0.0.1", "8088", 8088)}
+    assert env["STATUS_PORT"] == "8088" and "8088" in " ".join(status["healthcheck"]["test"])
+    assert status["read_only"] is True
+    consumer = services["consumer"]["environment"]
+    assert env["POSTGRES_USER"] == consumer["POSTGRES_USER"], "the consumer's login, not the owner"
+    assert env["POSTGRES_PASSWORD"] == consumer["POSTGRES_PASSWORD"]
+    assert env["MONGO_URI"] == consumer["MONGO_URI"], "the consumer's MongoDB user, not root"
+    for name in ("KAFKA_TOPIC", "KAFKA_DLQ_TOPIC", "KAFKA_GROUP_ID", "MONGO_DB", "POSTGRES_DB"):
+        assert env[name] == consumer[name], name
+    assert env["NIFI_API_URL"] == services["nifi-init"]["environment"]["NIFI_API_URL"]
+    assert "depends_on" not in status, "it must start, and show red, while others are down"
 
 
 def test_image_volumes_are_mapped(services: dict[str, Any]) -> None:
