@@ -18,7 +18,6 @@ is configured only through the ``ME_CONFIG_*`` environment, as in the compose fi
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 from tests.harness.servers import (
     REPO,
     HarnessError,
+    build_once,
     cache_dir,
     install_command,
     log,
@@ -48,13 +48,7 @@ START_TIMEOUT_S = 60
 def install() -> Path:
     """The package folder holding ``app.js`` and its built assets, made once per machine."""
     home = cache_dir() / f"mongo-express-{MONGO_EXPRESS_VERSION}"
-    if (home / ".complete").exists():
-        return home
-    home.parent.mkdir(parents=True, exist_ok=True)
-    with (home.parent / f".{home.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout may be building it right now
-        if not (home / ".complete").exists():
-            _build(home)
+    build_once(home, lambda: _build(home))
     return home
 
 
@@ -80,7 +74,6 @@ def _build(home: Path) -> None:
         if not (package / "build-assets.json").exists():
             raise HarnessError(f"webpack left no build-assets.json in {package}")
         package.rename(home)
-    (home / ".complete").touch()
 
 
 class MongoExpress:

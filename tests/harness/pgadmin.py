@@ -15,7 +15,6 @@ registers the server list.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 from tests.harness.servers import (
     REPO,
     HarnessError,
+    build_once,
     cache_dir,
     install_command,
     log,
@@ -46,28 +46,15 @@ def install() -> Path:
     """The virtualenv holding pgAdmin, created once per machine; returns its ``python``."""
     home = cache_dir() / f"pgadmin4-{PGADMIN_VERSION}"
     python = home / "venv" / "bin" / "python"
-    if (home / ".complete").exists():
-        return python
-    home.parent.mkdir(parents=True, exist_ok=True)
-    with (home.parent / f".{home.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout may be installing it right now
-        if not (home / ".complete").exists():
-            log(f"installing pgAdmin {PGADMIN_VERSION} into {home} (first run only)")
-            shutil.rmtree(home, ignore_errors=True)
-            run([sys.executable, "-m", "venv", str(home / "venv")])
-            run(
-                [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                    str(REQUIREMENTS),
-                ]
-            )
-            (home / ".complete").touch()
+
+    def create() -> None:
+        log(f"installing pgAdmin {PGADMIN_VERSION} into {home} (first run only)")
+        shutil.rmtree(home, ignore_errors=True)
+        run([sys.executable, "-m", "venv", str(home / "venv")])
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        run([*pip, "-r", str(REQUIREMENTS)])
+
+    build_once(home, create)
     return python
 
 

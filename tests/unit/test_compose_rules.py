@@ -66,7 +66,10 @@ def scrubbed_env(tmp_home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_home)}
 
 
-def run_config(binary: Path, env_file: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def run_config(
+    binary: Path, env_file: Path, *extra: str, files: tuple[Path, ...] = (COMPOSE_FILE,)
+) -> subprocess.CompletedProcess[str]:
+    """``docker compose config`` on ``files`` (the main file, then any overrides, in order)."""
     return subprocess.run(
         [
             str(binary),
@@ -74,8 +77,7 @@ def run_config(binary: Path, env_file: Path, *extra: str) -> subprocess.Complete
             str(REPO),
             "--env-file",
             str(env_file),
-            "-f",
-            str(COMPOSE_FILE),
+            *(arg for path in files for arg in ("-f", str(path))),
             "config",
             *extra,
         ],
@@ -734,25 +736,8 @@ KRAFT_IMAGE_VOLUMES = {"/var/lib/kafka/data", "/etc/kafka/secrets", "/mnt/shared
 def run_variant_config(
     binary: Path, env_file: Path, variant: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    files = [COMPOSE_FILE, *(REPO / name for name in KRAFT_VARIANTS[variant])]
-    return subprocess.run(
-        [
-            str(binary),
-            "--project-directory",
-            str(REPO),
-            "--env-file",
-            str(env_file),
-            *(arg for path in files for arg in ("-f", str(path))),
-            "config",
-            *extra,
-        ],
-        cwd=REPO,
-        env=scrubbed_env(env_file.parent),
-        capture_output=True,
-        text=True,
-        timeout=CONFIG_TIMEOUT_S,
-        check=False,
-    )
+    files = (COMPOSE_FILE, *(REPO / name for name in KRAFT_VARIANTS[variant]))
+    return run_config(binary, env_file, *extra, files=files)
 
 
 @pytest.fixture(scope="session", params=sorted(KRAFT_VARIANTS))
