@@ -27,6 +27,8 @@ from kafka.errors import (
 from quotes_consumer.delivery import Delivery
 from quotes_consumer.health import Health, Metrics
 from quotes_consumer.loop import (
+    Batch,
+    Flight,
     OwedOffsets,
     PendingBatch,
     Rebalance,
@@ -237,12 +239,14 @@ def test_while_a_write_waits_the_loop_polls_with_every_partition_paused() -> Non
     postgres = FakeSink("postgres", failures=[Unavailable("down")] * 40)
     consumer = FakeConsumer()
     pending = PendingBatch()
-    listener = Rebalance(pending, OwedOffsets())
+    flights: list[Flight] = []
+    listener = Rebalance(pending, OwedOffsets(), flights)
     consumer.subscribe([TOPIC], listener)
-    batch = [to_message(record(0, 0)), to_message(record(1, 0))]
-    quotes, _ = transform_all(batch, 1024)
-    flight = parts([postgres, FakeSink("mongo")], stop).start(quotes, [])
-    listener.flight = flight
+    records = [record(0, 0), record(1, 0)]
+    quotes, _ = transform_all([to_message(r) for r in records], 1024)
+    delivery = parts([postgres, FakeSink("mongo")], stop)
+    flight = delivery.start(quotes, [])
+    flights.append(Flight(flight, Batch(records, time.monotonic()), delivery.sink_names))
     consumer.revoke_on_paused_poll = {TopicPartition(TOPIC, 1)}
     keep_alive(consumer, flight, pending, stop, Health(60))
     assert flight.wait(0)

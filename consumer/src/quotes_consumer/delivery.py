@@ -10,10 +10,16 @@ The promise, whatever the input and whichever single server fails:
   it goes to the dead-letter topic as ``rejected_by_<sink>``; the rest is stored;
 - a failure no one classified is retried a few times, then isolated the same way.
 
-Both databases are written at once, each in its own thread, in two steps. First each sink
-writes the batch and finds what it refuses. Then each sink commits, withdrawing what the *other*
-refused: PostgreSQL by rewriting its still-open transaction without those rows, MongoDB by
-deleting the documents this batch inserted for them.
+Both databases are written at once, each by its own lane (one thread per sink), in two steps.
+First each sink writes the batch and finds what it refuses. Then, once every sink has written,
+each sink commits, withdrawing what the *other* refused: PostgreSQL by rewriting its still-open
+transaction without those rows, MongoDB by deleting the documents this batch inserted for them.
+
+A lane takes batches in the order they were handed over and holds one at a time, so commits
+follow batch order. The next batch may be handed over while one is still being written
+(:data:`MAX_OUTSTANDING`): each lane starts it the moment it finished the previous one, and the
+slower database never waits for the faster one's commit, nor for the loop to notice the batch
+is done and commit its offsets to Kafka.
 
 The work runs in background threads so that the loop keeps polling Kafka while a database is
 away (see ``loop``). This module knows nothing of Kafka's consumer: it receives quotes, rejects
@@ -42,6 +48,10 @@ T = TypeVar("T")
 FIRST_BACKOFF_S = 0.5
 # How often a failure nobody classified is retried before the batch is split to isolate it.
 UNCLASSIFIED_ATTEMPTS = 3
+# Batches handed to delivery and not yet done: one being written, the next queued behind it.
+MAX_OUTSTANDING = 2
+# How often a step waiting for the other sinks checks for a stop or a failed sibling.
+WAIT_SLICE_S = 0.1
 Partition = tuple[str, int]
 
 
@@ -86,19 +96,19 @@ class Backoff:
 
 
 class Workers:
-    """A few threads, started once, that run the steps of each batch.
+    """A few threads, started once, that run the steps of each batch; one thread is a lane.
 
     Started once because starting threads for every batch cost milliseconds of the batch's
     latency (each start waits for the new thread to get the interpreter lock); daemon threads
     because a step stuck in a database socket must never delay the process's exit.
     """
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, name: str) -> None:
         self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = (
             queue.SimpleQueue()
         )
         for number in range(count):
-            threading.Thread(target=self._work, name=f"delivery-{number}", daemon=True).start()
+            threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
@@ -117,7 +127,7 @@ class Workers:
 
 
 class Delivery:
-    """Writes batches to the sinks and the dead-letter topic; one batch at a time."""
+    """Writes batches to the sinks and the dead-letter topic, each sink one batch at a time."""
 
     def __init__(
         self,
@@ -135,11 +145,15 @@ class Delivery:
         self._stop = stop
         self._max_backoff_s = max_backoff_s
         self._current: InFlight | None = None
-        # One to coordinate a batch, one per sink, one for the dead-letter topic.
-        self._workers = Workers(len(self._sinks) + 2)
+        self._lanes = {sink.name: Workers(1, f"sink-{sink.name}") for sink in self._sinks}
+        # Per outstanding batch: one thread to see it through, one for its dead letters.
+        self._workers = Workers(2 * MAX_OUTSTANDING, "delivery")
 
     def start(self, quotes: Sequence[Quote], rejects: Sequence[Reject]) -> InFlight:
-        """Begin delivering a batch in the background."""
+        """Begin delivering a batch in the background, after those handed over before it.
+
+        The caller keeps at most :data:`MAX_OUTSTANDING` batches not yet done.
+        """
         flight = InFlight(self, quotes, rejects)
         self._current = flight
         flight.begin()
@@ -178,11 +192,23 @@ class InFlight:
         self._halt = threading.Event()
         self._backoff = Backoff(delivery._stop, self._halt, delivery._max_backoff_s)
         self._quotes, self._duplicates = _first_copies(quotes)
+        # Each sink's refusals (identity -> error), set by its lane once it has written.
+        self._written: dict[str, Future[dict[str, str]]] = {
+            sink.name: Future() for sink in delivery._sinks
+        }
 
     # --- What the loop sees ----------------------------------------------------------------
 
     def begin(self) -> None:
-        self._d._workers.submit(self._run)
+        d = self._d
+        steps: dict[str, Future[None]] = {
+            sink.name: d._lanes[sink.name].submit(lambda s=sink: self._sink_steps(s))
+            for sink in d._sinks
+        }
+        steps["dead-letter"] = d._workers.submit(
+            lambda: self._dead_letter(self._rejects, "dead-letter rejects")
+        )
+        d._workers.submit(lambda: self._run(steps))
 
     def wait(self, timeout_s: float) -> bool:
         return self._done.wait(timeout_s)
@@ -215,43 +241,59 @@ class InFlight:
             return list(quotes)
         return [q for q in quotes if (q.message.topic, q.message.partition) not in revoked]
 
-    def _run(self) -> None:
+    def _run(self, steps: dict[str, Future[None]]) -> None:
         try:
-            self._outcome = self._deliver()
+            self._gather(steps)
+            self._outcome = self._finish()
         except BaseException as error:
             self._error = error
             self._halt.set()
         finally:
             self._done.set()
 
-    def _deliver(self) -> Outcome:
-        sinks = self._d._sinks
-        # Step 1, all at once: each sink writes and finds what it refuses; rejects go out.
-        refused_by = self._in_parallel(
-            {sink.name: (lambda s=sink: self._write(s, self._quotes)) for sink in sinks}
-            | {"dead-letter": lambda: self._dead_letter(self._rejects, "dead-letter rejects")},
+    def _sink_steps(self, sink: Sink) -> None:
+        """One sink's part, in its lane: write; once every sink has written, commit without
+        what the others refused."""
+        written = self._written[sink.name]
+        try:
+            written.set_result(self._write(sink, self._quotes))
+        except BaseException as error:
+            written.set_exception(error)
+            raise
+        refused_by = self._refusals()
+        refused = {identity for refusals in refused_by.values() for identity in refusals}
+        self._commit(
+            sink,
+            keep=[q for q in self._quotes if q.identity not in refused],
+            withdrawn=[
+                q
+                for q in self._quotes
+                if q.identity in refused and q.identity not in refused_by[sink.name]
+            ],
         )
+
+    def _refusals(self) -> dict[str, dict[str, str]]:
+        """Every sink's refusals, once all have written. A stop, or a sibling that failed (and
+        reports its own error), ends the wait: this batch is not committed."""
+        refused_by: dict[str, dict[str, str]] = {}
+        for name, future in self._written.items():
+            while name not in refused_by:
+                if self._halt.is_set() or self._d._stop.is_set():
+                    raise Stopped("wait for the other sinks")
+                try:
+                    refused_by[name] = future.result(timeout=WAIT_SLICE_S)
+                except TimeoutError:
+                    continue
+                except BaseException:
+                    raise Stopped(f"wait for {name}") from None
+        return refused_by
+
+    def _finish(self) -> Outcome:
+        """Dead-letter what a database refused, and say what became of the batch."""
         refused: dict[str, tuple[str, str]] = {}  # identity -> (sink, error)
-        for sink in sinks:
-            for identity, error in refused_by[sink.name].items():
+        for sink in self._d._sinks:
+            for identity, error in self._written[sink.name].result().items():
                 refused.setdefault(identity, (sink.name, error))
-        # Step 2, all at once: each sink commits without what the others refused.
-        self._in_parallel(
-            {
-                sink.name: (
-                    lambda s=sink: self._commit(
-                        s,
-                        keep=[q for q in self._quotes if q.identity not in refused],
-                        withdrawn=[
-                            q
-                            for q in self._quotes
-                            if q.identity in refused and q.identity not in refused_by[s.name]
-                        ],
-                    )
-                )
-                for sink in sinks
-            }
-        )
         owned = self._owned(self._quotes + self._duplicates)
         refusals = [
             Reject(q.message, f"rejected_by_{refused[q.identity][0]}", refused[q.identity][1])
@@ -269,10 +311,9 @@ class InFlight:
             dead_lettered=[*self._rejects, *refusals],
         )
 
-    def _in_parallel(self, steps: dict[str, Callable[[], T]]) -> dict[str, T]:
-        """Run the steps in threads; the first crash halts the others' waits and is raised."""
-        futures = {name: self._d._workers.submit(step) for name, step in steps.items()}
-        pending = set(futures.values())
+    def _gather(self, steps: dict[str, Future[None]]) -> None:
+        """Wait for every step; the first crash halts the others' waits and is raised."""
+        pending = set(steps.values())
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
             for future in done:
@@ -281,7 +322,6 @@ class InFlight:
                     self._halt.set()  # ends the others' waits
                     if not isinstance(error, Stopped) or not pending:
                         raise error  # a crash: do not wait for siblings stuck in a socket
-        return {name: future.result() for name, future in futures.items()}
 
     # --- One sink --------------------------------------------------------------------------
 

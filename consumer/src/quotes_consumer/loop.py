@@ -10,9 +10,9 @@ once in each database:
   and keeps calling ``poll()``, as Kafka Connect's WorkerSinkTask does, so the consumer keeps its
   place in the group: heartbeats, rebalances and revocations go on, and a replica that joins
   during an outage gets its partitions within seconds;
-- the next batch is polled while the previous one is being written, so Kafka's fetching and
-  decoding overlap the databases' work; one batch is in flight at a time, and commits follow
-  batch order;
+- the next batch is polled and transformed while the previous one is being written, and handed
+  to delivery as soon as it is full, so each database starts on it the moment it finished the
+  previous one; each database holds one batch at a time, and commits follow batch order;
 - a batch is written as soon as it is full or the consumer has caught up with the topic, so a
   trickle of records is written within milliseconds, and a flood in full batches;
 - on a rebalance, records of revoked partitions that are not yet written are dropped; their new
@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +47,14 @@ from kafka.errors import (
 )
 
 from quotes_consumer.deadletter import Reject
-from quotes_consumer.delivery import Delivery, InFlight, Outcome, Stopped, one_line
+from quotes_consumer.delivery import (
+    MAX_OUTSTANDING,
+    Delivery,
+    InFlight,
+    Outcome,
+    Stopped,
+    one_line,
+)
 from quotes_consumer.health import Health, Metrics
 from quotes_consumer.record import InvalidRecord, Message, Quote, transform
 from quotes_consumer.settings import Settings
@@ -54,8 +62,8 @@ from quotes_consumer.settings import Settings
 log = logging.getLogger("quotes_consumer")
 
 POLL_IDLE_MS = 500
-# While a batch is in flight, the next one is filled with polls this short, so that the flight
-# is landed within a few milliseconds of finishing.
+# While a batch is in flight, the next one is filled with polls this short, so that a flight
+# is landed (its offsets committed) within a few milliseconds of finishing.
 BUSY_POLL_MS = 5
 # A write that takes longer than this pauses the partitions and polls while it waits.
 KEEP_ALIVE_AFTER_S = 0.5
@@ -85,7 +93,8 @@ def run(
     """Consume until ``stop`` is set. Only bugs raise; outages are waited out."""
     pending = PendingBatch()
     offsets = OwedOffsets()
-    listener = Rebalance(pending, offsets)
+    flights: deque[Flight] = deque()  # handed to delivery, oldest first
+    listener = Rebalance(pending, offsets, flights)
     consumer = connect_until_stopped(connect, listener, stop, health)
     if consumer is None:
         return
@@ -96,29 +105,25 @@ def run(
         settings.kafka_group_id,
         settings.kafka_dlq_topic,
     )
-    flight: Flight | None = None
     try:
         while not stop.is_set():
-            # Poll, and transform, the next batch while the previous one is being written.
-            fill(consumer, pending, settings, stop, health, flight)
-            ahead = (
-                prepare(pending.records, settings) if flight and pending.full(settings) else None
-            )
-            if flight is not None:
-                if not land(consumer, flight, pending, offsets, listener, stop, health, metrics):
+            # Poll the next batch while earlier ones are being written.
+            fill(consumer, pending, settings, stop, health, flights)
+            oldest = flights[0] if flights else None
+            blocked = len(flights) == MAX_OUTSTANDING and pending.full(settings)
+            if oldest is not None and (oldest.delivery.wait(0) or blocked):
+                # Landed while still listed, so that a rebalance meanwhile revokes its records.
+                if not land(consumer, oldest, pending, offsets, stop, health, metrics):
                     break  # stopping mid-write: the batch stays uncommitted
-                flight = None
-            if not pending.due(settings):
+                flights.popleft()
+            if len(flights) < MAX_OUTSTANDING and pending.due(settings, queued=bool(flights)):
+                batch = pending.take()
+                work = prepare(batch.records, settings)
+                metrics.consumed.inc(len(batch.records))
+                started = delivery.start(work.quotes, work.rejects)
+                flights.append(Flight(started, batch, delivery.sink_names))
+            elif not flights:
                 offsets.commit_if_due(consumer)
-                continue
-            batch = pending.take()
-            # A rebalance while the flight landed may have dropped records: transform again.
-            work = ahead if ahead is not None and ahead.records is batch.records else None
-            work = work or prepare(batch.records, settings)
-            metrics.consumed.inc(len(batch.records))
-            started = delivery.start(work.quotes, work.rejects)
-            flight = Flight(started, batch, delivery.sink_names)
-            listener.flight, listener.flight_records = started, batch.records
     except Stopped as stopped:
         log.info("stopping while retrying to %s; the batch in flight stays uncommitted", stopped)
     finally:
@@ -140,23 +145,21 @@ def land(
     flight: Flight,
     pending: PendingBatch,
     offsets: OwedOffsets,
-    listener: Rebalance,
     stop: threading.Event,
     health: Health,
     metrics: Metrics,
 ) -> bool:
-    """Wait for the batch in flight (polling, paused, if it takes long), then commit and report
-    it. False when a stop came first: the batch stays uncommitted."""
+    """Wait for the oldest batch in flight (polling, paused, if it takes long), then commit and
+    report it. False when a stop came first: the batch stays uncommitted."""
     keep_alive(consumer, flight.delivery, pending, stop, health)
-    listener.flight, listener.flight_records = None, ()
     if not flight.delivery.wait(0):
         return False
     outcome = flight.delivery.outcome()
     revoked = flight.delivery.revoked
-    records = flight.batch.records
-    offsets.owe(next_offsets([r for r in records if (r.topic, r.partition) not in revoked]))
+    reached = next_offsets(flight.batch.records)
+    offsets.owe({tp: o for tp, o in reached.items() if (tp.topic, tp.partition) not in revoked})
     committed = offsets.commit(consumer)
-    report(consumer, flight.batch, outcome, committed, flight.sink_names, metrics)
+    report(consumer, flight.batch, reached, outcome, committed, flight.sink_names, metrics)
     return True
 
 
@@ -189,15 +192,19 @@ class PendingBatch:
         deadline = self.started + settings.consumer_batch_timeout_ms / 1000
         return int((deadline - time.monotonic()) * 1000)
 
-    def due(self, settings: Settings) -> bool:
-        """Write it now: full, or nothing more to wait for, or waited long enough.
+    def due(self, settings: Settings, queued: bool = False) -> bool:
+        """Hand it to delivery now: full, or nothing more to wait for, or waited long enough.
 
         Closing a batch as soon as the topic is caught up, rather than waiting out the timeout,
-        is what keeps the latency of a trickle of records low.
+        is what keeps the latency of a trickle of records low. Behind a batch still being
+        written (``queued``), a batch waits until it is full or old: it would wait for that
+        batch anyway, and meanwhile it grows.
         """
         if not self.records:
             return False
-        return self.full(settings) or self.caught_up or self.ms_left(settings) <= 0
+        if self.full(settings) or self.ms_left(settings) <= 0:
+            return True
+        return self.caught_up and not queued
 
     def add(self, records: Sequence[ConsumerRecord]) -> None:
         if records and not self.records:
@@ -279,12 +286,13 @@ class Rebalance(ConsumerRebalanceListener):
     first dropped one: dropped records are always read again, by their next owner.
     """
 
-    def __init__(self, pending: PendingBatch, offsets: OwedOffsets) -> None:
+    def __init__(
+        self, pending: PendingBatch, offsets: OwedOffsets, flights: Sequence[Flight]
+    ) -> None:
         self._pending = pending
         self._offsets = offsets
+        self._flights = flights  # the loop's own, read when partitions move
         self.consumer: KafkaConsumer | None = None
-        self.flight: InFlight | None = None
-        self.flight_records: Sequence[ConsumerRecord] = ()
         self._rewind: dict[TopicPartition, int] = {}
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -303,14 +311,15 @@ class Rebalance(ConsumerRebalanceListener):
     def _lose(self, partitions: set[TopicPartition]) -> None:
         if not partitions:
             return
-        for record in (*self._pending.records, *self.flight_records):
+        in_flight = [record for flight in self._flights for record in flight.batch.records]
+        for record in (*self._pending.records, *in_flight):
             tp = TopicPartition(record.topic, record.partition)
             if tp in partitions:
                 self._rewind[tp] = min(self._rewind.get(tp, record.offset), record.offset)
         self._pending.drop(partitions)
         self._offsets.forget(partitions)
-        if self.flight is not None:
-            self.flight.revoke((tp.topic, tp.partition) for tp in partitions)
+        for flight in self._flights:
+            flight.delivery.revoke((tp.topic, tp.partition) for tp in partitions)
         log.info("revoked partitions: %s", _partitions(partitions))
 
 
@@ -377,23 +386,22 @@ def fill(
     settings: Settings,
     stop: threading.Event,
     health: Health,
-    flight: Flight | None,
+    flights: Sequence[Flight],
 ) -> None:
     """Poll records into ``pending`` until it is time to act.
 
-    While a batch is in flight, keep filling the next one (short polls) until it is full or
-    the flight has landed. With nothing in flight, return as soon as the batch is due (full,
-    caught up with the topic, or as old as the batch timeout), or after one idle poll, so the
-    caller sees a shutdown promptly.
+    That is: the oldest batch in flight is done (to land it), or ``pending`` is full, or it is
+    due and delivery can take it, or one poll came back empty with nothing in flight (so the
+    caller sees a shutdown promptly). While batches are in flight the polls are short, so a
+    finished one is landed within milliseconds.
     """
     size = settings.consumer_batch_size
     while not stop.is_set() and not pending.full(settings):
-        busy = flight is not None and not flight.delivery.wait(0)
-        if flight is not None and not busy:
-            return  # land it now; the batch being filled goes next
-        if flight is None and pending.due(settings):
+        if flights and flights[0].delivery.wait(0):
             return
-        if busy:
+        if len(flights) < MAX_OUTSTANDING and pending.due(settings, queued=bool(flights)):
+            return
+        if flights:
             wait_ms = BUSY_POLL_MS
         elif pending.records:
             wait_ms = max(1, min(pending.ms_left(settings), POLL_IDLE_MS))
@@ -408,7 +416,7 @@ def fill(
             got += len(records)
         # Fewer records than asked for: the client holds no more right now.
         pending.caught_up = got < wanted
-        if flight is None and not pending.records:
+        if not flights and not pending.records:
             return  # an idle poll
 
 
@@ -439,11 +447,15 @@ def keep_alive(
 
 def next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, OffsetAndMetadata]:
     """The offset to commit per partition: one past the last record of the batch."""
-    last: dict[TopicPartition, int] = {}
+    last: dict[tuple[str, int], int] = {}
     for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        last[partition] = max(last.get(partition, -1), record.offset)
-    return {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
+        key = (record.topic, record.partition)
+        if record.offset > last.get(key, -1):
+            last[key] = record.offset
+    return {
+        TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
+        for (topic, partition), offset in last.items()
+    }
 
 
 # --- Transform -----------------------------------------------------------------------------------
@@ -497,13 +509,14 @@ def prepare(records: list[ConsumerRecord], settings: Settings) -> Prepared:
 def report(
     consumer: KafkaConsumer,
     batch: Batch,
+    offsets: dict[TopicPartition, OffsetAndMetadata],
     outcome: Outcome,
     committed: str,
     sink_names: Sequence[str],
     metrics: Metrics,
 ) -> None:
-    """One log line per batch, and the metrics that go with it."""
-    offsets = next_offsets(batch.records)
+    """One log line per batch, and the metrics that go with it; ``offsets`` are where the
+    batch reached in each partition."""
     assigned = consumer.assignment()
     lag = 0
     for tp, offset in offsets.items():

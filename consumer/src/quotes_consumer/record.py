@@ -78,6 +78,7 @@ class Quote:
 
     message: Message
     message_id: str | None
+    identity: str  # see identity(); computed once, as every step of delivery keys by it
     kafka_timestamp: datetime | None
     quote: str
     character: str
@@ -88,17 +89,17 @@ class Quote:
     ingested_at: datetime
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def identity(self) -> str:
-        """What makes two records the same quote for the databases.
 
-        A producer-given message id (the ``uuid`` header NiFi sends) when there is one, so that
-        a message published twice is stored once; otherwise the Kafka coordinates, so that a
-        record read twice is stored once.
-        """
-        if self.message_id is not None:
-            return f"{self.message.topic}:id:{self.message_id}"
-        return self.message.record_id
+def identity(message: Message, message_id: str | None) -> str:
+    """What makes two records the same quote for the databases.
+
+    A producer-given message id (the ``uuid`` header NiFi sends) when there is one, so that a
+    message published twice is stored once; otherwise the Kafka coordinates, so that a record
+    read twice is stored once.
+    """
+    if message_id is not None:
+        return f"{message.topic}:id:{message_id}"
+    return message.record_id
 
 
 def kafka_timestamp(timestamp_ms: int | None) -> datetime | None:
@@ -196,6 +197,7 @@ def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
     return Quote(
         message=message,
         message_id=identifier,
+        identity=identity(message, identifier),
         kafka_timestamp=kafka_timestamp(message.timestamp_ms),
         quote=quote,
         character=character,
