@@ -17,20 +17,26 @@ same batches. That is the limit a consumer writing both databases can approach.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 import psycopg2.extras
 from kafka import KafkaConsumer, TopicPartition
 
 from bench.infra import Endpoints, Scratch
 from bench.workload import transformed_batches
+from quotes_consumer.record import Quote
 from quotes_consumer.sinks.mongo import to_document
-from quotes_consumer.sinks.postgres import INSERT, to_row
+from quotes_consumer.sinks.postgres import COLUMN_NAMES, INSERT, to_json, to_row
+
+# The same rows as a multi-row VALUES list, the way psycopg2's execute_values sends them: the
+# statement the consumer used before its one-parameter JSON INSERT, kept as a reference.
+INSERT_VALUES = f"INSERT INTO quotes ({', '.join(COLUMN_NAMES)}) VALUES %s ON CONFLICT DO NOTHING"
 
 # Batches prepared ahead of each timed stretch of the concurrent ceiling: enough for the two
 # threads to run freely for seconds, few enough that a 1M-record run stays in memory bounds.
@@ -68,19 +74,51 @@ def kafka_read(
 def postgres_insert(
     endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
 ) -> float:
-    """execute_values of the consumer's rows, one transaction per batch, into a fresh schema."""
-    dbname = scratch.pg_database()
-    conn = psycopg2.connect(**endpoints.pg_params(dbname))
+    """The consumer's INSERT of each batch, one transaction per batch, into a fresh schema."""
+    return _postgres(
+        endpoints,
+        scratch,
+        batches=transformed_batches(topic, total, partitions, batch),
+        prepare=lambda quotes: (to_json(quotes),),
+        send=lambda cursor, payload: cursor.execute(INSERT, payload),
+    )
+
+
+def postgres_values(
+    endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
+) -> float:
+    """execute_values of the same rows, one transaction per batch, into a fresh schema."""
+    return _postgres(
+        endpoints,
+        scratch,
+        batches=transformed_batches(topic, total, partitions, batch),
+        prepare=lambda quotes: [to_row(q) for q in quotes],
+        send=lambda cursor, rows: psycopg2.extras.execute_values(
+            cursor, INSERT_VALUES, rows, page_size=len(rows)
+        ),
+    )
+
+
+def _postgres(
+    endpoints: Endpoints,
+    scratch: Scratch,
+    batches: Iterable[Sequence[Quote]],
+    prepare: Callable[[Sequence[Quote]], Any],
+    send: Callable[[psycopg2.extensions.cursor, Any], object],
+) -> float:
+    """Records/s of ``send``. What it sends is prepared outside the timed call, so only the
+    client's work inside psycopg2 and the server's count."""
+    conn = psycopg2.connect(**endpoints.pg_params(scratch.pg_database()))
     rows_written = 0
     spent = 0.0
     try:
-        for quotes in transformed_batches(topic, total, partitions, batch):
-            rows = [to_row(q) for q in quotes]
+        for quotes in batches:
+            payload = prepare(quotes)
             started = time.perf_counter()
             with conn, conn.cursor() as cursor:
-                psycopg2.extras.execute_values(cursor, INSERT, rows, page_size=len(rows))
+                send(cursor, payload)
             spent += time.perf_counter() - started
-            rows_written += len(rows)
+            rows_written += len(quotes)
     finally:
         conn.close()
     return rows_written / spent
@@ -111,22 +149,24 @@ def mongo_insert(
 def concurrent_insert(
     endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
 ) -> float:
-    """Both databases at once: execute_values and insert_many in two threads of one process.
+    """Both databases at once: the consumer's INSERT and insert_many in two threads of one
+    process.
 
-    Batches are prepared (rows and documents) a chunk at a time outside the timed region; then
-    one thread writes the chunk's batches to PostgreSQL (one transaction each) while the other
-    writes the same batches to FerretDB (one unordered insert_many each), and the wall time
-    until both finished is what counts. Records/s = records / sum of those wall times.
+    Batches are prepared (the INSERT's parameter and the documents) a chunk at a time outside
+    the timed region; then one thread writes the chunk's batches to PostgreSQL (one transaction
+    each) while the other writes the same batches to FerretDB (one unordered insert_many each),
+    and the wall time until both finished is what counts. Records/s = records / sum of those
+    wall times.
     """
     pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
     conn = psycopg2.connect(**endpoints.pg_params(pg_db))
     client = endpoints.mongo_client()
     collection = client[mongo_db]["quotes"]
 
-    def write_postgres(row_batches: Sequence[list[tuple[object, ...]]]) -> None:
-        for rows in row_batches:
+    def write_postgres(payloads: Sequence[tuple[str]]) -> None:
+        for payload in payloads:
             with conn, conn.cursor() as cursor:
-                psycopg2.extras.execute_values(cursor, INSERT, rows, page_size=len(rows))
+                cursor.execute(INSERT, payload)
 
     def write_mongo(doc_batches: Sequence[list[dict[str, Any]]]) -> None:
         for documents in doc_batches:
@@ -140,14 +180,17 @@ def concurrent_insert(
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ceiling") as pool:
             while chunk := list(islice(batches, per_chunk)):
                 now = datetime.now(UTC)
-                rows = [[to_row(q) for q in quotes] for quotes in chunk]
+                payloads = [(to_json(quotes),) for quotes in chunk]
                 documents = [[to_document(q, now) for q in quotes] for quotes in chunk]
                 started = time.perf_counter()
-                futures = [pool.submit(write_postgres, rows), pool.submit(write_mongo, documents)]
+                futures = [
+                    pool.submit(write_postgres, payloads),
+                    pool.submit(write_mongo, documents),
+                ]
                 for future in futures:
                     future.result()
                 spent += time.perf_counter() - started
-                written += sum(len(r) for r in rows)
+                written += sum(len(quotes) for quotes in chunk)
     finally:
         conn.close()
         client.close()

@@ -220,6 +220,10 @@ def _measure_size(
             ctx.endpoints, ctx.scratch, topic, size, ctx.partitions, ctx.batch_size
         )
         result.ceilings["postgres"].append(pg)
+        values = ceilings.postgres_values(
+            ctx.endpoints, ctx.scratch, topic, size, ctx.partitions, ctx.batch_size
+        )
+        result.ceilings["postgres_values"].append(values)
         mongo = ceilings.mongo_insert(
             ctx.endpoints, ctx.scratch, topic, size, ctx.partitions, ctx.batch_size
         )
@@ -232,7 +236,8 @@ def _measure_size(
         ctx.scratch.release_databases()
         say(
             f"{size:,} ceilings {repeat + 1}/{args.repeats}: Kafka {kafka:,.0f}, "
-            f"PostgreSQL {pg:,.0f}, MongoDB {mongo:,.0f}, both at once {both:,.0f} records/s"
+            f"PostgreSQL {pg:,.0f} (execute_values {values:,.0f}), MongoDB {mongo:,.0f}, "
+            f"both at once {both:,.0f} records/s"
         )
 
     for repeat in range(args.repeats):

@@ -30,11 +30,11 @@ from kafka import KafkaConsumer
 from quotes_consumer.loop import to_message
 from quotes_consumer.record import InvalidRecord, transform
 from quotes_consumer.sinks.mongo import to_document
-from quotes_consumer.sinks.postgres import COLUMNS, to_row
+from quotes_consumer.sinks.postgres import COLUMN_NAMES, to_row
 
 INSERT_ONE = (
-    f"INSERT INTO quotes ({', '.join(name for name, _ in COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+    f"INSERT INTO quotes ({', '.join(COLUMN_NAMES)}) "
+    f"VALUES ({', '.join(['%s'] * len(COLUMN_NAMES))})"
 )
 IDLE_TIMEOUT_MS = 15_000
 

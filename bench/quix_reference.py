@@ -44,10 +44,9 @@ from quixstreams.sinks.community.postgresql import PostgreSQLSink
 from bench.workload import MAX_RECORD_BYTES
 from quotes_consumer.record import InvalidRecord, Message, transform
 from quotes_consumer.sinks.mongo import to_document
-from quotes_consumer.sinks.postgres import COLUMNS, to_row
+from quotes_consumer.sinks.postgres import COLUMN_NAMES, to_row
 
 QUIX_TABLE = "quix_quotes"
-COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 
 
 class _Converter:
