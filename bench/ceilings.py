@@ -16,6 +16,7 @@ same batches. That is the limit a consumer writing both databases can approach.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ import psycopg2.extensions
 import psycopg2.extras
 from kafka import KafkaConsumer, TopicPartition
 
+from bench.cpu import CpuUsage, Meter
 from bench.infra import Endpoints, Scratch
 from bench.workload import transformed_batches
 from quotes_consumer.record import Quote
@@ -148,7 +150,7 @@ def mongo_insert(
 
 def concurrent_insert(
     endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
-) -> float:
+) -> tuple[float, CpuUsage]:
     """Both databases at once: the consumer's INSERT and insert_many in two threads of one
     process.
 
@@ -156,7 +158,8 @@ def concurrent_insert(
     the timed region; then one thread writes the chunk's batches to PostgreSQL (one transaction
     each) while the other writes the same batches to FerretDB (one unordered insert_many each),
     and the wall time until both finished is what counts. Records/s = records / sum of those
-    wall times.
+    wall times. The CPU use of the same stretches comes with it, the bench's process counted as
+    the client.
     """
     pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
     conn = psycopg2.connect(**endpoints.pg_params(pg_db))
@@ -176,12 +179,14 @@ def concurrent_insert(
     per_chunk = max(1, CONCURRENT_CHUNK_RECORDS // batch)
     written = 0
     spent = 0.0
+    meter = Meter(os.getpid())
     try:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ceiling") as pool:
             while chunk := list(islice(batches, per_chunk)):
                 now = datetime.now(UTC)
                 payloads = [(to_json(quotes),) for quotes in chunk]
                 documents = [[to_document(q, now) for q in quotes] for quotes in chunk]
+                meter.start()
                 started = time.perf_counter()
                 futures = [
                     pool.submit(write_postgres, payloads),
@@ -190,8 +195,9 @@ def concurrent_insert(
                 for future in futures:
                     future.result()
                 spent += time.perf_counter() - started
+                meter.stop()
                 written += sum(len(quotes) for quotes in chunk)
     finally:
         conn.close()
         client.close()
-    return written / spent
+    return written / spent, meter.usage()

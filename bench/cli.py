@@ -229,10 +229,11 @@ def _measure_size(
         )
         result.ceilings["mongo"].append(mongo)
         ctx.scratch.release_databases()
-        both = ceilings.concurrent_insert(
+        both, both_cpu = ceilings.concurrent_insert(
             ctx.endpoints, ctx.scratch, topic, size, ctx.partitions, ctx.batch_size
         )
         result.ceilings["concurrent"].append(both)
+        result.concurrent_cpu.append(both_cpu)
         ctx.scratch.release_databases()
         say(
             f"{size:,} ceilings {repeat + 1}/{args.repeats}: Kafka {kafka:,.0f}, "

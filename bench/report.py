@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import CONSUMER, GROUPS, MIN_WINDOW_S, CpuUsage
 from bench.runs import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
 from bench.stored import Percentiles
 from bench.workload import INVALID_EVERY, Published
@@ -52,6 +53,7 @@ class SizeResult:
     naive: list[NaiveResult] = field(default_factory=list)
     ceilings: dict[str, list[float]] = field(default_factory=dict)
     quix: list[QuixResult] = field(default_factory=list)  # PostgreSQLSink; absent in old JSON
+    concurrent_cpu: list[CpuUsage] = field(default_factory=list)  # of the concurrent ceiling
 
     def median_throughput(self, mode: str) -> float:
         return median(r.throughput for r in self.consumer.get(mode, []))
@@ -101,11 +103,14 @@ def results_from_json(data: dict[str, Any]) -> Results:
     """Rebuild :class:`Results` from ``latest.json``, to render a report without measuring."""
 
     def consumer(item: dict[str, Any]) -> ConsumerResult:
-        fields = {k: v for k, v in item.items() if k not in ("kafka_to_write", "poll_to_write")}
+        nested = ("kafka_to_write", "poll_to_write", "cpu")
+        fields = {k: v for k, v in item.items() if k not in nested}
+        usage = item.get("cpu")
         return ConsumerResult(
             **fields,
             kafka_to_write={k: Percentiles(**v) for k, v in item["kafka_to_write"].items()},
             poll_to_write={k: Percentiles(**v) for k, v in item["poll_to_write"].items()},
+            cpu=CpuUsage(**usage) if usage else None,
         )
 
     sizes = [
@@ -117,6 +122,7 @@ def results_from_json(data: dict[str, Any]) -> Results:
             naive=[NaiveResult(**n) for n in item["naive"]],
             ceilings=item["ceilings"],
             quix=[QuixResult(**q) for q in item.get("quix", [])],
+            concurrent_cpu=[CpuUsage(**u) for u in item.get("concurrent_cpu", [])],
         )
         for item in data["sizes"]
     ]
@@ -199,6 +205,7 @@ def markdown(results: Results) -> str:
         "",
     ]
     lines += _throughput_section(results)
+    lines += _cpu_section(results)
     lines += _reference_section(results)
     lines += _latency_section(results)
     lines += _targets_section(results)
@@ -261,6 +268,64 @@ def _throughput_section(results: Results) -> list[str]:
         "same consumer with the other sink replaced by a no-op (`python -m bench.one_sink`). "
         "The ceiling and serial-bound shares of a mode count only the servers it uses (Kafka "
         "and its sinks; see the next section).",
+        "",
+    ]
+    return lines
+
+
+def cpu_medians(usages: Sequence[CpuUsage]) -> dict[str, float]:
+    """Median cores used, per process group and for the whole machine."""
+    found = {"machine": median(u.machine_cores for u in usages)}
+    for group in (CONSUMER, *GROUPS):
+        found[group] = median(u.cores[group] for u in usages if group in u.cores)
+    return found
+
+
+def _cpu_section(results: Results) -> list[str]:
+    names = (CONSUMER, *GROUPS)
+    lines = [
+        "## Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
+        "",
+        "| records | run | records/s | CPUs busy | consumer (or raw clients) | "
+        + " | ".join(GROUPS)
+        + " |",
+        "|---:|---|---:|---:|" + "---:|" * len(names),
+    ]
+    measured: list[tuple[int, str, float, list[CpuUsage]]] = []
+    for size in results.sizes:
+        for mode, runs in size.consumer.items():
+            usages = [r.cpu for r in runs if r.cpu is not None]
+            rate = median(r.throughput for r in runs if r.cpu is not None)
+            measured.append((size.size, f"consumer, {mode}", rate, usages))
+        concurrent = size.ceilings.get("concurrent", [])
+        if size.concurrent_cpu and concurrent:
+            rate = median(concurrent)
+            measured.append((size.size, "raw, both databases at once", rate, size.concurrent_cpu))
+    cpus = 0
+    for records, run, rate, usages in measured:
+        if not usages:
+            continue
+        cpus = usages[0].cpus
+        used = cpu_medians(usages)
+        cells = [
+            f"{_num(100 * used[name], 0)} % ({_num(used[name] / rate * 1e6, 0)} µs)"
+            for name in names
+        ]
+        lines.append(
+            f"| {records:,} | {run} | {_num(rate)} "
+            f"| {_num(used['machine'], 2)} of {cpus} | {' | '.join(cells)} |"
+        )
+    if not cpus:
+        return []
+    lines += [
+        "",
+        "A consumer run: from the first commit to the last. The concurrent ceiling: its timed "
+        "server calls only, the bench's process counted as the raw clients. *CPUs busy*: "
+        "`/proc/stat`, every process on the machine. Each process: its share of one CPU, and "
+        "in brackets its CPU time per record (user + system of its whole process tree, "
+        "`/proc/<pid>/stat`; PostgreSQL counts the postmaster and every backend, including the "
+        "bench's own short queries). A server the harness did not start itself is not counted; "
+        f"runs shorter than {MIN_WINDOW_S:.0f} s are not measured.",
         "",
     ]
     return lines
@@ -655,11 +720,14 @@ def _bounds_section(results: Results) -> list[str]:
                 f"{_num(100 * _ratio(size.median_throughput('both'), concurrent))} % of the "
                 "concurrent ceiling; the rest is its own work (polling, decoding, validating, "
                 "building rows and documents, dead-lettering, committing) on the same CPUs."
+                + _cpu_bound(size.consumer.get("both", []))
+                + _slowest_server(size)
             )
         lines.append(
             f"- {size.size:,}, PostgreSQL only: the consumer reaches "
             f"{_num(100 * _ratio(size.median_throughput('postgres'), postgres))} % of "
             f"PostgreSQL's raw rate ({_num(postgres)} rec/s)."
+            + _cpu_bound(size.consumer.get("postgres", []))
         )
         quix = [q for q in size.quix if q.finished]
         if quix:
@@ -696,6 +764,33 @@ def _bounds_section(results: Results) -> list[str]:
             "documents built from the batch."
         )
     return [*lines, ""]
+
+
+def _cpu_bound(runs: Sequence[ConsumerResult]) -> str:
+    """One sentence: how busy the CPUs were, and who used most of them."""
+    usages = [r.cpu for r in runs if r.cpu is not None]
+    if not usages:
+        return ""
+    used = cpu_medians(usages)
+    ranked = sorted((g for g in (CONSUMER, *GROUPS) if not math.isnan(used[g])), key=used.get)
+    top = ", ".join(f"{g} {_num(100 * used[g], 0)} %" for g in reversed(ranked))
+    return f" The CPUs were {_num(used['machine'], 2)} of {usages[0].cpus} busy; of one CPU: {top}."
+
+
+def _slowest_server(size: SizeResult) -> str:
+    """How much CPU FerretDB, the slowest server, got in the consumer run and in the ceiling."""
+    runs = [r.cpu for r in size.consumer.get("both", []) if r.cpu is not None]
+    if not runs or not size.concurrent_cpu:
+        return ""
+    server = "FerretDB"
+    consumer = cpu_medians(runs)
+    ceiling = cpu_medians(size.concurrent_cpu)
+    return (
+        f" {server}, which takes the longest per batch, got {_num(100 * consumer[server], 0)} % "
+        f"of a CPU in the consumer run against {_num(100 * ceiling[server], 0)} % while the raw "
+        f"clients wrote (they used {_num(100 * ceiling[CONSUMER], 0)} %, the consumer "
+        f"{_num(100 * consumer[CONSUMER], 0)} %)."
+    )
 
 
 def _notes(results: Results) -> list[str]:

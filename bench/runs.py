@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from bench import stored
+from bench import cpu, stored
 from bench.infra import Endpoints, Scratch
 from bench.process import Child, WaitTimeout, consumer_env, wait_until
 from bench.stored import Percentiles
@@ -73,6 +74,8 @@ class ConsumerResult:
     peak_rss_mb: float = math.nan
     kafka_to_write: dict[str, Percentiles] = field(default_factory=dict)
     poll_to_write: dict[str, Percentiles] = field(default_factory=dict)
+    # From the first commit to the last, on a pre-loaded topic: who used the CPUs.
+    cpu: cpu.CpuUsage | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -122,7 +125,18 @@ def consumer_run(
                 publish_at_rate(
                     ctx.endpoints.kafka, topic, total, ctx.partitions, rate, progress=bar
                 )
-        done_at = _wait_committed(ctx, child, group, topic, total, f"consume {mode}")
+        first: list[tuple[float, cpu.Snapshot]] = []
+
+        def first_commit() -> None:
+            if not rate:
+                first.append((time.time(), cpu.snapshot(child.pid)))  # done_at is wall time
+
+        done_at = _wait_committed(
+            ctx, child, group, topic, total, f"consume {mode}", on_first=first_commit
+        )
+        if first and done_at - first[0][0] >= cpu.MIN_WINDOW_S:
+            started, before = first[0]
+            result.cpu = cpu.between(before, cpu.snapshot(child.pid), done_at - started)
         usage = child.stats()
     finally:
         code = child.stop()
@@ -160,12 +174,16 @@ def _wait_committed(
     total: int,
     desc: str,
     timeout_s: float | None = None,
+    on_first: Callable[[], None] | None = None,
 ) -> float:
-    """Until the group committed every record; bounded by a generous floor of 300 records/s."""
+    """Until the group committed every record; bounded by a generous floor of 300 records/s.
+    ``on_first`` is called when the first commit is seen."""
     with ctx.bar(total, desc) as bar:
 
         def all_committed() -> bool:
             committed = ctx.scratch.committed(group, topic)
+            if committed and not bar.n and on_first is not None:
+                on_first()
             bar.update(committed - bar.n)
             return committed >= total
 

@@ -21,7 +21,7 @@ from quotes_consumer.record import (
     transform,
 )
 from quotes_consumer.sinks.mongo import to_document
-from quotes_consumer.sinks.postgres import COLUMNS, to_row
+from quotes_consumer.sinks.postgres import COLUMNS, to_json, to_row
 
 TIMESTAMP_MS = 1_700_000_000_123
 
@@ -230,6 +230,7 @@ def test_any_timestamp_gives_a_date_or_null_never_a_crash(
     quote = transform(message(VALID, timestamp_ms=timestamp_ms), LIMIT, NOW)
     assert quote.kafka_timestamp == stored
     to_row(quote)
+    to_json([quote])
     bson.encode(to_document(quote, NOW))
 
 
@@ -294,4 +295,5 @@ def test_any_whole_record_is_a_storable_quote_or_a_reasoned_rejection(whole: Mes
     assert quote.kafka_timestamp is None or quote.kafka_timestamp.tzinfo is UTC
     assert quote.identity.startswith("quotes:")
     assert len(to_row(quote)) == len(COLUMNS)
+    to_json([quote])  # what the record contract accepts, PostgreSQL's payload can carry
     bson.encode(to_document(quote, NOW))

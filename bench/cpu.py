@@ -1,0 +1,166 @@
+"""Where the CPUs went during a run: the consumer, each server, and the machine as a whole.
+
+Why: on this 2-core machine the consumer, Kafka, PostgreSQL and FerretDB compete for the same
+CPUs, so a rate alone does not say what bounds it. Summing each process tree's user and system
+time (``/proc/<pid>/stat``) at both ends of a run's window says who used the CPUs, and
+``/proc/stat`` how busy they were in all. The servers are found by the harness's pid files; a
+server the harness did not start (one already listening) is left out, and said so.
+
+The window is short for small topics (a 10k-record run takes about a second) and the kernel
+counts CPU time in ticks of 10 ms, so a window under :data:`MIN_WINDOW_S` is not measured.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness.servers import run_dir
+
+# What the report shows, and the harness processes (pid files) each one sums.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "FerretDB": ("ferretdb",),
+    "PostgreSQL": ("postgres",),
+    "Kafka + ZooKeeper": ("kafka", "zookeeper"),
+}
+CONSUMER = "consumer"
+# Shorter windows are not measured: CPU time is counted in ticks of 10 ms.
+MIN_WINDOW_S = 2.0
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    machine_busy: int  # ticks, every CPU
+    machine_total: int
+    cpu_s: dict[str, float]  # per group, its whole process tree
+
+
+@dataclass
+class CpuUsage:
+    """CPU between two snapshots: per group, in cores (1.0 = one CPU busy the whole time)."""
+
+    cpus: int
+    machine_cores: float = float("nan")
+    cores: dict[str, float] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # groups whose servers were not found
+
+
+def snapshot(consumer_pid: int) -> Snapshot:
+    children = _children()
+    roots = {CONSUMER: [consumer_pid]} | {
+        group: [pid for name in names if (pid := _pid_of(name)) is not None]
+        for group, names in GROUPS.items()
+    }
+    cpu_s = {
+        group: sum(_tree_cpu_s(pid, children) for pid in pids)
+        for group, pids in roots.items()
+        if pids
+    }
+    busy, total = _machine_ticks()
+    return Snapshot(busy, total, cpu_s)
+
+
+def between(first: Snapshot, last: Snapshot, seconds: float) -> CpuUsage:
+    """What each group used from ``first`` to ``last``, ``seconds`` apart."""
+    cpus = os.cpu_count() or 1
+    usage = CpuUsage(cpus)
+    if seconds <= 0:
+        return usage
+    total = last.machine_total - first.machine_total
+    if total > 0:
+        usage.machine_cores = cpus * (last.machine_busy - first.machine_busy) / total
+    for group in (CONSUMER, *GROUPS):
+        if group in first.cpu_s and group in last.cpu_s:
+            usage.cores[group] = (last.cpu_s[group] - first.cpu_s[group]) / seconds
+        else:
+            usage.missing.append(group)
+    return usage
+
+
+class Meter:
+    """CPU use summed over several timed stretches: a ceiling times only its server calls.
+
+    ``client_pid`` is counted as the consumer group: the bench's own process for a ceiling.
+    """
+
+    def __init__(self, client_pid: int) -> None:
+        self._client_pid = client_pid
+        self._started: tuple[float, Snapshot] | None = None
+        self._seconds = 0.0
+        self._busy = self._total = 0
+        self._cpu_s: dict[str, float] = defaultdict(float)
+        self._seen: set[str] | None = None
+
+    def start(self) -> None:
+        self._started = (time.perf_counter(), snapshot(self._client_pid))
+
+    def stop(self) -> None:
+        assert self._started is not None, "stop() without start()"
+        (began, first), last = self._started, snapshot(self._client_pid)
+        self._seconds += time.perf_counter() - began
+        self._busy += last.machine_busy - first.machine_busy
+        self._total += last.machine_total - first.machine_total
+        found = set(first.cpu_s) & set(last.cpu_s)
+        self._seen = found if self._seen is None else self._seen & found
+        for group in found:
+            self._cpu_s[group] += last.cpu_s[group] - first.cpu_s[group]
+        self._started = None
+
+    def usage(self) -> CpuUsage:
+        totals = Snapshot(self._busy, self._total, {g: self._cpu_s[g] for g in self._seen or ()})
+        return between(Snapshot(0, 0, dict.fromkeys(totals.cpu_s, 0.0)), totals, self._seconds)
+
+
+def _pid_of(name: str) -> int | None:
+    """The harness's pid file; PostgreSQL's is the postmaster's own, in its data directory."""
+    path = run_dir() / f"{name}.pid"
+    if name == "postgres":
+        path = run_dir() / "postgres" / "data" / "postmaster.pid"
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children() -> dict[int, list[int]]:
+    found: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            found[int(fields[1])].append(int(entry.name))
+    return found
+
+
+def _tree_cpu_s(root: int, children: dict[int, list[int]]) -> float:
+    """User + system seconds of ``root`` and every live descendant."""
+    seconds, todo, seen = 0.0, [root], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        fields = _stat_fields(pid)
+        if fields is not None:
+            seconds += (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+        todo.extend(children.get(pid, ()))
+    return seconds
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, ..., utime (11), stime (12)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None  # gone meanwhile
+    return text.rsplit(")", 1)[1].split()
+
+
+def _machine_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as handle:
+        # user nice system idle iowait irq softirq steal; guest time is already in user
+        values = [int(v) for v in handle.readline().split()[1:9]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
