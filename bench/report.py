@@ -815,8 +815,7 @@ def _notes(results: Results) -> list[str]:
             f"({CEILING_NAMES.get(name, name)}), and the smallest ceiling is "
             f"{_num(_ratio(smallest, naive), 1)}x the naive consumer. The serial bound is what a "
             "consumer that reads a batch and then writes it could reach; this consumer overlaps "
-            "the two, so its limit is its own CPU instead: every Python thread of one process "
-            "shares one interpreter lock."
+            "the two, so the serial bound does not limit it (see *What bounds each result*)."
         )
     for size in results.sizes:
         notes.append(
