@@ -111,6 +111,8 @@ class Meter:
         self._started = None
 
     def usage(self) -> CpuUsage:
+        if self._seconds < MIN_WINDOW_S:
+            return CpuUsage(os.cpu_count() or 1)  # too short to count: nothing measured
         totals = Snapshot(self._busy, self._total, {g: self._cpu_s[g] for g in self._seen or ()})
         return between(Snapshot(0, 0, dict.fromkeys(totals.cpu_s, 0.0)), totals, self._seconds)
 

@@ -303,6 +303,7 @@ def _cpu_section(results: Results) -> list[str]:
             measured.append((size.size, "raw, both databases at once", rate, size.concurrent_cpu))
     cpus = 0
     for records, run, rate, usages in measured:
+        usages = [u for u in usages if u.cores]
         if not usages:
             continue
         cpus = usages[0].cpus
@@ -780,11 +781,12 @@ def _cpu_bound(runs: Sequence[ConsumerResult]) -> str:
 def _slowest_server(size: SizeResult) -> str:
     """How much CPU FerretDB, the slowest server, got in the consumer run and in the ceiling."""
     runs = [r.cpu for r in size.consumer.get("both", []) if r.cpu is not None]
-    if not runs or not size.concurrent_cpu:
+    raw = [u for u in size.concurrent_cpu if u.cores]
+    if not runs or not raw:
         return ""
     server = "FerretDB"
     consumer = cpu_medians(runs)
-    ceiling = cpu_medians(size.concurrent_cpu)
+    ceiling = cpu_medians(raw)
     return (
         f" {server}, which takes the longest per batch, got {_num(100 * consumer[server], 0)} % "
         f"of a CPU in the consumer run against {_num(100 * ceiling[server], 0)} % while the raw "

@@ -260,3 +260,73 @@ def test_a_repeated_message_id_is_written_once_and_counted() -> None:
     outcome = flight.outcome()
     assert outcome.duplicates == 1
     assert postgres.committed == mongo.committed == [1, 0, 1]  # offsets: m@1, then t:0:0, t:0:1
+
+
+# --- Two batches handed over: the lanes ----------------------------------------------------------
+
+
+class Timed(FakeSink):
+    """Records when each write and commit starts and ends, and how many writes overlap."""
+
+    def __init__(self, name: str, write_s: float = 0.0, commit_s: float = 0.0) -> None:
+        super().__init__(name)
+        self.write_s, self.commit_s = write_s, commit_s
+        self.events: list[tuple[str, float]] = []
+        self.active = self.most_active = 0
+
+    def write(self, batch: Sequence[Quote]) -> None:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        self.events.append((f"write {batch[0].message.offset} start", time.monotonic()))
+        time.sleep(self.write_s)
+        super().write(batch)
+        self.events.append((f"write {batch[0].message.offset} end", time.monotonic()))
+        self.active -= 1
+
+    def commit(self, withdrawn: Sequence[Quote]) -> None:
+        self.events.append(("commit start", time.monotonic()))
+        time.sleep(self.commit_s)
+        super().commit(withdrawn)
+        self.events.append(("commit end", time.monotonic()))
+
+    def at(self, event: str, nth: int = 0) -> float:
+        return [t for name, t in self.events if name == event][nth]
+
+
+def test_each_sink_takes_the_batches_one_at_a_time_in_the_order_given() -> None:
+    postgres, mongo = Timed("postgres", write_s=0.05), Timed("mongo", write_s=0.08)
+    delivery = Delivery([postgres, mongo], FakeDeadLetters(), Metrics(), Health(60), stop(), 0.05)
+    first = delivery.start(quotes(10), [])
+    second = delivery.start([replace_offset(q, 100) for q in quotes(10)], [])
+    finished(first)
+    finished(second)
+    for sink in (postgres, mongo):
+        assert sink.most_active == 1, f"{sink.name} held two batches at once"
+        assert [o // 100 for o in sink.committed] == [0] * 10 + [1] * 10, "batch order"
+    assert len(first.outcome().stored) == len(second.outcome().stored) == 10
+
+
+def test_a_sink_starts_the_next_batch_without_waiting_for_the_others_commit() -> None:
+    """The slow commit of one database does not hold the other one back: what the lanes are for."""
+    postgres, mongo = Timed("postgres", commit_s=0.5), Timed("mongo")
+    delivery = Delivery([postgres, mongo], FakeDeadLetters(), Metrics(), Health(60), stop(), 0.05)
+    first = delivery.start(quotes(10), [])
+    second = delivery.start([replace_offset(q, 100) for q in quotes(10)], [])
+    finished(second)
+    assert first.wait(0)
+    assert mongo.at("write 100 start") < postgres.at("commit end", 0), (
+        "MongoDB wrote the second batch while PostgreSQL still committed the first"
+    )
+    assert postgres.at("write 100 start") > postgres.at("commit end", 0), "one at a time"
+
+
+def stop() -> threading.Event:
+    return threading.Event()
+
+
+def replace_offset(quote: Quote, shift: int) -> Quote:
+    message = quote.message
+    moved = Message(
+        message.topic, message.partition, message.offset + shift, 0, None, message.value
+    )
+    return transform(moved, 1024, NOW)

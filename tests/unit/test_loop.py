@@ -40,7 +40,7 @@ from quotes_consumer.loop import (
 )
 from quotes_consumer.settings import load
 from quotes_consumer.sinks import Unavailable
-from tests.unit.test_delivery import FakeDeadLetters, FakeSink
+from tests.unit.test_delivery import FakeDeadLetters, FakeSink, Timed
 
 TOPIC = "quotes"
 VALID = b'{"quote":"q","character":"c"}'
@@ -341,3 +341,51 @@ def run_loop(
         return consumer
 
     run(settings(), connect, delivery, stop, Metrics(), health or Health(60))  # type: ignore[arg-type]
+
+
+# --- Two batches handed over -------------------------------------------------------------------
+
+
+def test_a_full_batch_is_handed_over_while_the_previous_one_commits_and_commits_keep_order() -> (
+    None
+):
+    stop = threading.Event()
+    first = [record(0, offset) for offset in range(10)]  # CONSUMER_BATCH_SIZE=10: full
+    second = [record(0, offset) for offset in range(10, 20)]
+    consumer = FakeConsumer([first, second])
+    postgres, mongo = Timed("postgres", commit_s=0.4), Timed("mongo")
+    committed_at: list[float] = []
+    commit = consumer.commit
+
+    def timed_commit(offsets: dict, timeout_ms: int | None = None) -> None:
+        commit(offsets, timeout_ms)
+        committed_at.append(time.monotonic())
+
+    consumer.commit = timed_commit  # type: ignore[method-assign]
+    threading.Timer(2.0, stop.set).start()
+    run_loop(consumer, parts([postgres, mongo], stop), stop)
+    assert [c[TopicPartition(TOPIC, 0)].offset for c in consumer.commits] == [10, 20]
+    assert mongo.at("write 10 start") < committed_at[0], (
+        "the second batch was being written before the first one's offsets were committed"
+    )
+    assert sorted(postgres.committed) == sorted(mongo.committed) == list(range(20))
+
+
+def test_a_revocation_drops_the_partition_from_every_batch_in_flight() -> None:
+    stop = threading.Event()
+    lost = TopicPartition(TOPIC, 1)
+    first = [record(0, o) for o in range(5)] + [record(1, 100 + o) for o in range(5)]
+    second = [record(0, o) for o in range(5, 10)] + [record(1, 100 + o) for o in range(5, 10)]
+    consumer = FakeConsumer([first, second])
+    postgres = FakeSink("postgres", failures=[Unavailable("down")] * 20)  # ~1 s of outage
+    mongo = FakeSink("mongo")
+
+    def revoke() -> None:  # both batches are handed over by now, the first still retrying
+        consumer.revoke_on_poll = {lost}
+
+    threading.Timer(0.3, revoke).start()
+    threading.Timer(3.0, stop.set).start()
+    run_loop(consumer, parts([postgres, mongo], stop), stop)
+    assert sorted(postgres.committed) == list(range(10)), "only partition 0 was written"
+    assert consumer.commits and all(lost not in c for c in consumer.commits)
+    assert consumer.commits[-1][TopicPartition(TOPIC, 0)].offset == 10
