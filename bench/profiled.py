@@ -28,10 +28,11 @@ from quotes_consumer import loop
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("Kafka poll (fetch + decode)", "fill", "quotes_consumer/loop.py"),
     ("validate + transform", "transform_all", "quotes_consumer/loop.py"),
-    # The sinks and the dead-letter topic are written in worker threads, which this profiler
-    # (main thread only) does not sample; the main thread's wait for them is this stage.
+    # The sinks and the dead-letter topic are written in their lanes (worker threads), which
+    # this profiler (main thread only) does not sample. The main thread waits for them only when
+    # two batches are handed over and a third is full; that wait is this stage.
     (
-        "writes: both databases + dead letters, in parallel",
+        "waiting for the oldest batch in flight (written in the lanes)",
         "keep_alive",
         "quotes_consumer/loop.py",
     ),
