@@ -445,6 +445,9 @@ class KraftNode:
         return f"{HOST}:{self.port}"
 
 
+KRAFT_CLEANER_BUFFER_BYTES = 32 * 2**20
+
+
 def kraft_voters(nodes: list[KraftNode]) -> str:
     """controller.quorum.voters: every node votes, so a quorum is a majority of ``nodes``."""
     return ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
@@ -488,7 +491,15 @@ def kraft_command(node: KraftNode, nodes: list[KraftNode], cluster_id: str, heap
             "log.message.timestamp.after.max.ms": 2**63 - 1,
             "auto.create.topics.enable": "true" if replicas == 1 else "false",
             "delete.topic.enable": "true",
-        },
+        }
+        | (
+            # The log cleaner allocates this buffer in one piece on the heap when the broker
+            # starts. Kafka's default, 128 MiB, sometimes did not fit the replicated nodes'
+            # 256 MiB heap: the broker exited with OutOfMemoryError. As in
+            # docker-compose.replicated.yml; the single node keeps the default, as the KRaft
+            # variant does.
+            {"log.cleaner.dedupe.buffer.size": KRAFT_CLEANER_BUFFER_BYTES} if replicas > 1 else {}
+        ),
     )
     log4j = write_log4j2(node.home)
     java_cmd = [java(), f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*"]

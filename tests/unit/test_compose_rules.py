@@ -872,6 +872,24 @@ def test_variant_replication_settings(variant: str, variant_services: dict[str, 
             assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false", name
 
 
+# Kafka's default log.cleaner.dedupe.buffer.size, allocated on the heap in one piece at start.
+KAFKA_DEFAULT_CLEANER_BUFFER = 128 * 2**20
+
+
+def test_variant_brokers_cleaner_buffer_fits_the_heap(variant_services: dict[str, Any]) -> None:
+    """At most a quarter of the heap: at half (128 MiB in 256 MiB) a native broker of the same
+    release exited with OutOfMemoryError at start, once in a CI run. The harness's three nodes
+    use the replicated variant's value."""
+    for name, service in brokers(variant_services).items():
+        env = service["environment"]
+        heap = re.search(r"-Xmx(\d+)m", env["KAFKA_HEAP_OPTS"])
+        assert heap, f"{name}: no -Xmx in KAFKA_HEAP_OPTS"
+        buffer = int(env.get("KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", KAFKA_DEFAULT_CLEANER_BUFFER))
+        assert buffer <= int(heap.group(1)) * 2**20 // 4, name
+        if int(heap.group(1)) <= 256:
+            assert buffer == servers.KRAFT_CLEANER_BUFFER_BYTES, f"{name}: as the harness's nodes"
+
+
 def test_kafka_init_sets_min_insync_replicas_only_when_asked(fake_kafka: dict[str, str]) -> None:
     """The replicated variant's topics need 2 in-sync replicas; the others keep the default."""
     calls = Path(fake_kafka["FAKE_KAFKA_STATE"]) / "calls.log"
