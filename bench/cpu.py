@@ -12,12 +12,14 @@ counts CPU time in ticks of 10 ms, so a window under :data:`MIN_WINDOW_S` is not
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.process import parent_and_cpu_s
 from tests.harness.servers import run_dir
 
 # What the report shows, and the harness processes (pid files) each one sums.
@@ -29,7 +31,6 @@ GROUPS: dict[str, tuple[str, ...]] = {
 CONSUMER = "consumer"
 # Shorter windows are not measured: CPU time is counted in ticks of 10 ms.
 MIN_WINDOW_S = 2.0
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,16 @@ class CpuUsage:
 
 
 def snapshot(consumer_pid: int) -> Snapshot:
-    children = _children()
+    processes = _processes()
+    children: dict[int, list[int]] = defaultdict(list)
+    for pid, (parent, _) in processes.items():
+        children[parent].append(pid)
     roots = {CONSUMER: [consumer_pid]} | {
         group: [pid for name in names if (pid := _pid_of(name)) is not None]
         for group, names in GROUPS.items()
     }
     cpu_s = {
-        group: sum(_tree_cpu_s(pid, children) for pid in pids)
+        group: sum(_tree_cpu_s(pid, processes, children) for pid in pids)
         for group, pids in roots.items()
         if pids
     }
@@ -66,16 +70,27 @@ def snapshot(consumer_pid: int) -> Snapshot:
 
 def between(first: Snapshot, last: Snapshot, seconds: float) -> CpuUsage:
     """What each group used from ``first`` to ``last``, ``seconds`` apart."""
+    groups = set(first.cpu_s) & set(last.cpu_s)
+    return _usage(
+        last.machine_busy - first.machine_busy,
+        last.machine_total - first.machine_total,
+        {group: last.cpu_s[group] - first.cpu_s[group] for group in groups},
+        seconds,
+    )
+
+
+def _usage(busy: int, total: int, cpu_s: dict[str, float], seconds: float) -> CpuUsage:
+    """Cores used per group over ``seconds``, given the machine's ticks and each group's CPU
+    seconds spent in them; a group absent from ``cpu_s`` was not found."""
     cpus = os.cpu_count() or 1
     usage = CpuUsage(cpus)
     if seconds <= 0:
         return usage
-    total = last.machine_total - first.machine_total
     if total > 0:
-        usage.machine_cores = cpus * (last.machine_busy - first.machine_busy) / total
+        usage.machine_cores = cpus * busy / total
     for group in (CONSUMER, *GROUPS):
-        if group in first.cpu_s and group in last.cpu_s:
-            usage.cores[group] = (last.cpu_s[group] - first.cpu_s[group]) / seconds
+        if group in cpu_s:
+            usage.cores[group] = cpu_s[group] / seconds
         else:
             usage.missing.append(group)
     return usage
@@ -113,8 +128,8 @@ class Meter:
     def usage(self) -> CpuUsage:
         if self._seconds < MIN_WINDOW_S:
             return CpuUsage(os.cpu_count() or 1)  # too short to count: nothing measured
-        totals = Snapshot(self._busy, self._total, {g: self._cpu_s[g] for g in self._seen or ()})
-        return between(Snapshot(0, 0, dict.fromkeys(totals.cpu_s, 0.0)), totals, self._seconds)
+        cpu_s = {group: self._cpu_s[group] for group in self._seen or ()}
+        return _usage(self._busy, self._total, cpu_s, self._seconds)
 
 
 def _pid_of(name: str) -> int | None:
@@ -128,36 +143,30 @@ def _pid_of(name: str) -> int | None:
         return None
 
 
-def _children() -> dict[int, list[int]]:
-    found: dict[int, list[int]] = defaultdict(list)
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every live process: its parent and its CPU seconds so far."""
+    found: dict[int, tuple[int, float]] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
-            found[int(fields[1])].append(int(entry.name))
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError):  # gone meanwhile
+                found[int(entry.name)] = parent_and_cpu_s(int(entry.name))
     return found
 
 
-def _tree_cpu_s(root: int, children: dict[int, list[int]]) -> float:
-    """User + system seconds of ``root`` and every live descendant."""
+def _tree_cpu_s(
+    root: int, processes: dict[int, tuple[int, float]], children: dict[int, list[int]]
+) -> float:
+    """CPU seconds of ``root`` and every live descendant."""
     seconds, todo, seen = 0.0, [root], set()
     while todo:
         pid = todo.pop()
         if pid in seen:
             continue
         seen.add(pid)
-        fields = _stat_fields(pid)
-        if fields is not None:
-            seconds += (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+        if pid in processes:
+            seconds += processes[pid][1]
         todo.extend(children.get(pid, ()))
     return seconds
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """``/proc/<pid>/stat`` after the command name: state, ppid, ..., utime (11), stime (12)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None  # gone meanwhile
-    return text.rsplit(")", 1)[1].split()
 
 
 def _machine_ticks() -> tuple[int, int]:

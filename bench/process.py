@@ -35,16 +35,23 @@ class ProcStats:
     peak_rss_mb: float
 
 
-def read_proc(pid: int) -> ProcStats:
-    """CPU seconds (user+system, all threads) and the resident-set high-water mark."""
+def parent_and_cpu_s(pid: int) -> tuple[int, float]:
+    """The process's parent, and its CPU seconds so far (user+system, all threads), from one
+    read of ``/proc/<pid>/stat``. OSError when the process is gone."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])  # proc(5): 4, 14, 15
+    return ppid, (utime + stime) / CLOCK_TICKS
+
+
+def read_proc(pid: int) -> ProcStats:
+    """CPU seconds (user+system, all threads) and the resident-set high-water mark."""
+    _, cpu_s = parent_and_cpu_s(pid)
     peak_kb = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             peak_kb = int(line.split()[1])
-    return ProcStats((utime + stime) / CLOCK_TICKS, peak_kb / 1024)
+    return ProcStats(cpu_s, peak_kb / 1024)
 
 
 def consumer_env(

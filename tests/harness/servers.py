@@ -218,28 +218,35 @@ def terminate(name: str, timeout_s: float = 20.0) -> None:
 
 
 def kafka_libs() -> Path:
-    """The broker's jars, copied from Maven Central once per machine."""
-    libs = cache_dir() / f"kafka-{KAFKA_VERSION}" / "libs"
-    marker = libs / ".complete"
-    if marker.exists():
-        return libs
-    if shutil.which("mvn") is None:
-        raise HarnessError("mvn not found: install Maven (apt-get install maven)")
-    log(f"downloading Kafka {KAFKA_VERSION} jars (first run only)")
-    shutil.rmtree(libs, ignore_errors=True)
-    run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(REPO / "tests" / "harness" / "kafka" / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-Dkafka.version={KAFKA_VERSION}",
-            f"-DoutputDirectory={libs}",
-        ]
-    )
-    marker.touch()
+    """The broker's jars (tests/harness/kafka/pom.xml), copied from Maven Central once."""
+    return kafka_jars(KAFKA_VERSION, "kafka")
+
+
+def kafka_jars(version: str, pom_folder: str) -> Path:
+    """Kafka ``version``'s jars, as ``tests/harness/<pom_folder>/pom.xml`` lists them, copied
+    once per machine, under a lock: the CI's KRaft pass and a developer's run may both reach
+    here on a cold cache."""
+    libs = cache_dir() / f"kafka-{version}" / "libs"
+
+    def download() -> None:
+        if shutil.which("mvn") is None:
+            raise HarnessError("mvn not found: install Maven (apt-get install maven)")
+        log(f"downloading Kafka {version} jars (first run only)")
+        shutil.rmtree(libs, ignore_errors=True)
+        run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(REPO / "tests" / "harness" / pom_folder / "pom.xml"),
+                "dependency:copy-dependencies",
+                f"-Dkafka.version={version}",
+                f"-DoutputDirectory={libs}",
+            ]
+        )
+
+    build_once(libs, download)
     return libs
 
 
@@ -383,32 +390,8 @@ def start_kafka() -> None:
 
 
 def kraft_libs() -> Path:
-    """Kafka 4.x's jars (tests/harness/kafka4/pom.xml), copied from Maven Central once per machine.
-
-    Under a lock: the CI's KRaft pass and a developer's run may both reach here on a cold cache.
-    """
-    libs = cache_dir() / f"kafka-{KRAFT_KAFKA_VERSION}" / "libs"
-
-    def download() -> None:
-        if shutil.which("mvn") is None:
-            raise HarnessError("mvn not found: install Maven (apt-get install maven)")
-        log(f"downloading Kafka {KRAFT_KAFKA_VERSION} jars (first run only)")
-        shutil.rmtree(libs, ignore_errors=True)
-        run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(REPO / "tests" / "harness" / "kafka4" / "pom.xml"),
-                "dependency:copy-dependencies",
-                f"-Dkafka.version={KRAFT_KAFKA_VERSION}",
-                f"-DoutputDirectory={libs}",
-            ]
-        )
-
-    build_once(libs, download)
-    return libs
+    """Kafka 4.x's jars (tests/harness/kafka4/pom.xml), copied from Maven Central once."""
+    return kafka_jars(KRAFT_KAFKA_VERSION, "kafka4")
 
 
 def write_log4j2(home: Path) -> Path:
