@@ -26,13 +26,15 @@ KEPT = ("postgres", "mongo")
 class NullSink:
     """Accepts every batch instantly; keeps the name of the sink it stands in for."""
 
+    holds_back = False
+
     def __init__(self, name: str) -> None:
         self.name = name
 
     def write(self, batch: Sequence[Quote]) -> None:
         """Nothing to write: this sink is switched off for the measurement."""
 
-    def commit(self, withdrawn: Sequence[Quote]) -> None:
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
         """Nothing to commit."""
 
     def rollback(self) -> None:

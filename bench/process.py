@@ -88,6 +88,7 @@ def consumer_env(
         "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
         "CONSUMER_UNHEALTHY_AFTER_S": "60",
         "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
+        "CONSUMER_WRITE_TIMEOUT_S": "15",
         "LOG_LEVEL": "INFO",
     }
 

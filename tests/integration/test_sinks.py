@@ -44,11 +44,12 @@ def test_postgres_batch_is_idempotent(endpoints: Endpoints, fresh_database: str)
     sink = postgres_sink(endpoints, fresh_database)
     first = batch(50)
     sink.write(first)
-    sink.commit([])
+    sink.commit(first, [])
     rows = pg_rows(endpoints, fresh_database)
     # The same records again, transformed later: nothing changes, not even ingested_at.
-    sink.write(batch(50))
-    sink.commit([])
+    again = batch(50)
+    sink.write(again)
+    sink.commit(again, [])
     sink.close()
     assert pg_rows(endpoints, fresh_database) == rows
     assert len(rows) == 50
@@ -61,15 +62,13 @@ def test_postgres_views_answer_the_lab_questions(endpoints: Endpoints, fresh_dat
     sink = postgres_sink(endpoints, fresh_database)
     now = datetime.now(UTC)
     same = b'{"quote": "Again and again", "character": "Echo"}'
-    sink.write(
-        [transform(Message("t", 0, offset, None, None, same), 1024, now) for offset in range(3)]
-        + [
-            transform(
-                Message("t", 0, 3, None, None, b'{"quote":"Once","character":"Echo"}'), 1024, now
-            )
-        ]
-    )
-    sink.commit([])
+    quotes = [
+        transform(Message("t", 0, offset, None, None, same), 1024, now) for offset in range(3)
+    ] + [
+        transform(Message("t", 0, 3, None, None, b'{"quote":"Once","character":"Echo"}'), 1024, now)
+    ]
+    sink.write(quotes)
+    sink.commit(quotes, [])
     sink.close()
     conn = psycopg2.connect(**endpoints.pg_params(fresh_database))
     with conn, conn.cursor() as cursor:
@@ -111,7 +110,9 @@ def test_mongo_batch_is_idempotent(endpoints: Endpoints, fresh_mongo_db: str) ->
 
 
 def test_mongo_unreachable_is_a_sink_error(fresh_mongo_db: str) -> None:
-    sink = MongoSink("mongodb://127.0.0.1:1/", fresh_mongo_db, "quotes", timeout_ms=500)
+    sink = MongoSink(
+        "mongodb://127.0.0.1:1/", fresh_mongo_db, "quotes", timeout_ms=500, call_timeout_s=1
+    )
     with pytest.raises(SinkError, match=r"^MongoDB: "):
         sink.write(batch(1))
     sink.close()

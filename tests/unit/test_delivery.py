@@ -48,8 +48,11 @@ class FakeSink:
         says_which: bool = False,
         failures: Sequence[Exception] = (),
         on_write: Callable[[Sequence[Quote]], None] | None = None,
+        holds_back: bool | None = None,
     ) -> None:
         self.name = name
+        # Like the real ones: PostgreSQL holds writes back until its commit, MongoDB does not.
+        self.holds_back = name == "postgres" if holds_back is None else holds_back
         self.refuses = refuses  # offsets this sink refuses
         self.says_which = says_which  # report positions (like MongoDB) or not (like PostgreSQL)
         self.failures = list(failures)  # raised, in order, by the first writes
@@ -73,10 +76,15 @@ class FakeSink:
             raise Refused(f"{self.name}: no")
         self.staged += [q.message.offset for q in batch]
 
-    def commit(self, withdrawn: Sequence[Quote]) -> None:
-        gone = {q.message.offset for q in withdrawn}
-        self.withdrawn += sorted(gone)
-        self.committed += [o for o in self.staged if o not in gone]
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
+        if self.holds_back:  # exactly keep becomes visible; the rest of the transaction never
+            kept = [q.message.offset for q in keep]
+            self.withdrawn += sorted(set(self.staged) - set(kept))
+            self.committed += kept
+        else:  # visible already: withdrawing is deleting
+            gone = {q.message.offset for q in withdrawn}
+            self.withdrawn += sorted(gone)
+            self.committed = [o for o in self.committed + self.staged if o not in gone]
         self.staged = []
 
     def rollback(self) -> None:
@@ -283,10 +291,10 @@ class Timed(FakeSink):
         self.events.append((f"write {batch[0].message.offset} end", time.monotonic()))
         self.active -= 1
 
-    def commit(self, withdrawn: Sequence[Quote]) -> None:
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
         self.events.append(("commit start", time.monotonic()))
         time.sleep(self.commit_s)
-        super().commit(withdrawn)
+        super().commit(keep, withdrawn)
         self.events.append(("commit end", time.monotonic()))
 
     def at(self, event: str, nth: int = 0) -> float:

@@ -30,6 +30,7 @@ MAX_DEAD_LETTER_BYTES = 1_000_000
 MAX_KEY_BYTES = 16_384
 MAX_ORIGINAL_HEADER_BYTES = 65_536
 MAX_ERROR_CHARS = 500
+MAX_CONTEXT_CHARS = 1_000  # reason, topic, group: short by nature, bounded all the same
 HEADER_OVERHEAD = 10  # a header's two length varints, at most 5 bytes each
 
 
@@ -66,34 +67,63 @@ def _headers_size(headers: Sequence[Header]) -> int:
     return sum(len(name.encode()) + _size(value) + HEADER_OVERHEAD for name, value in headers)
 
 
+def _text(text: str, limit: int) -> bytes:
+    """At most ``limit`` characters of ``text`` as UTF-8, a lone surrogate (which UTF-8 cannot
+    hold, and which a rejection's detail may quote) written as its escape, e.g. ``\\ud800``.
+
+    So a dead letter always encodes, whatever the texts, and each one's bytes stay bounded:
+    at most 6 per character, the length of such an escape.
+    """
+    return text[:limit].encode("utf-8", "backslashreplace")
+
+
+def _header_name(name: str) -> str:
+    """An original header name the Kafka client can encode: lone surrogates escaped."""
+    return _text(name, len(name)).decode("utf-8")
+
+
+def _number(number: int) -> bytes:
+    """An integer as decimal text. A message's coordinates come from the broker, but ``str``
+    raises ValueError past 4300 digits, and a dead letter is built for any message."""
+    if not -(2**64) < number < 2**64:
+        return b"out of range"
+    return str(number).encode()
+
+
 def dead_letter(reject: Reject, group_id: str) -> DeadLetter:
-    """Build the dead letter for ``reject``: context headers first, then what fits of the rest."""
+    """Build the dead letter for ``reject``: context headers first, then what fits of the rest.
+
+    Never raises, for any message and any texts: every text is made encodable and bounded
+    before it is measured, so a reject cannot stop the consumer nor outgrow the budget.
+    """
     message = reject.message
+    timestamp = message.timestamp_ms
     context = [
-        ("dlq.reason", reject.reason),
-        ("dlq.error", reject.detail[:MAX_ERROR_CHARS]),
-        ("dlq.source.topic", message.topic),
-        ("dlq.source.partition", str(message.partition)),
-        ("dlq.source.offset", str(message.offset)),
-        ("dlq.source.timestamp", "" if message.timestamp_ms is None else str(message.timestamp_ms)),
-        ("dlq.consumer.group", group_id),
+        ("dlq.reason", _text(reject.reason, MAX_CONTEXT_CHARS)),
+        ("dlq.error", _text(reject.detail, MAX_ERROR_CHARS)),
+        ("dlq.source.topic", _text(message.topic, MAX_CONTEXT_CHARS)),
+        ("dlq.source.partition", _number(message.partition)),
+        ("dlq.source.offset", _number(message.offset)),
+        ("dlq.source.timestamp", b"" if timestamp is None else _number(timestamp)),
+        ("dlq.consumer.group", _text(group_id, MAX_CONTEXT_CHARS)),
     ]
-    cuts: list[tuple[str, str]] = []
+    cuts: list[tuple[str, bytes]] = []
 
     # Original headers, in order, while they fit their share; header values may be null.
     kept: list[tuple[str, bytes]] = []
     used = 0
     for name, value in message.headers:
-        cost = _headers_size([(name, value)])
+        header = (_header_name(name), value if value is not None else b"")
+        cost = _headers_size([header])
         if used + cost > MAX_ORIGINAL_HEADER_BYTES:
-            cuts.append(("dlq.headers.truncated.from", str(len(message.headers))))
+            cuts.append(("dlq.headers.truncated.from", _number(len(message.headers))))
             break
-        kept.append((name, value if value is not None else b""))
+        kept.append(header)
         used += cost
 
     key = message.key
     if key is not None and len(key) > MAX_KEY_BYTES:
-        cuts.append(("dlq.key.truncated.from", str(len(key))))
+        cuts.append(("dlq.key.truncated.from", _number(len(key))))
         key = key[:MAX_KEY_BYTES]
     # A record with neither key nor value cannot be produced again as it was; an empty key
     # keeps it, and its headers still say where it came from.
@@ -104,15 +134,14 @@ def dead_letter(reject: Reject, group_id: str) -> DeadLetter:
     # Reserve room for the value-cut marker itself before measuring what is left.
     fixed = (
         _size(key)
-        + _headers_size([*kept, *((n, v.encode()) for n, v in (*context, *cuts))])
+        + _headers_size([*kept, *context, *cuts])
         + _headers_size([("dlq.value.truncated.from", b"0" * 20)])
     )
     room = MAX_DEAD_LETTER_BYTES - fixed
     if value is not None and len(value) > room:
-        cuts.append(("dlq.value.truncated.from", str(len(value))))
+        cuts.append(("dlq.value.truncated.from", _number(len(value))))
         value = value[: max(room, 0)]
-    headers = [*kept, *((name, text.encode()) for name, text in (*context, *cuts))]
-    return DeadLetter(key, value, headers)
+    return DeadLetter(key, value, [*kept, *context, *cuts])
 
 
 class DeadLetterPublisher:

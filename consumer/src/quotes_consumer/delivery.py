@@ -1,25 +1,28 @@
 """Delivery of one batch: every valid quote in both databases, every other record dead-lettered.
 
-The promise, whatever the input and whichever single server fails:
+The promise, whatever the input and whichever single server fails, hangs or comes back:
 
-- a quote ends in both databases or in the dead-letter topic, never in one database only;
-- a failing server (:class:`~quotes_consumer.sinks.Unavailable`) is waited out with capped
-  exponential backoff, retrying only the step that failed;
-- a record a database refuses (:class:`~quotes_consumer.sinks.Refused`) is isolated by splitting
-  the batch in halves, so finding k bad records among n costs about 2k·log2(n) writes, not n;
-  it goes to the dead-letter topic as ``rejected_by_<sink>``; the rest is stored;
-- a failure no one classified is retried a few times, then isolated the same way.
+- a quote ends in both databases or in the dead-letter topic, never in one database only once
+  its partition's owner has delivered it;
+- each sink's steps (``steps``) are retried until they succeed; every call has a deadline;
+- a crash (a bug) ends the batch with the crash, never as a stop.
 
-Both databases are written at once, each by its own lane (one thread per sink), in two steps.
-First each sink writes the batch and finds what it refuses. Then, once every sink has written,
-each sink commits, withdrawing what the *other* refused: PostgreSQL by rewriting its still-open
-transaction without those rows, MongoDB by deleting the documents this batch inserted for them.
+Both databases are written at once, each by its own lane (one thread per sink), in two phases:
+
+1. each sink writes the quotes it still owns and finds what it refuses;
+2. once every sink has written, ``keep`` is what every sink holds. The sink that holds writes
+   back (PostgreSQL's open transaction) commits exactly ``keep``: a record another sink refused,
+   or one another sink never wrote because its partition was revoked meanwhile, is never
+   visible. The sinks that cannot hold back (MongoDB) delete what the others refused. A record
+   the holding sink refuses only when written again after a lost COMMIT (a late refusal) is
+   deleted from the others too, before the batch is done. So a record is committed in one
+   database only if every sink wrote it or will withdraw it. A revoked record that only MongoDB
+   wrote stays there: its partition's new owner reads it again from the last committed offset
+   and writes it to both.
 
 A lane takes batches in the order they were handed over and holds one at a time, so commits
 follow batch order. The next batch may be handed over while one is still being written
-(:data:`MAX_OUTSTANDING`): each lane starts it the moment it finished the previous one, and the
-slower database never waits for the faster one's commit, nor for the loop to notice the batch
-is done and commit its offsets to Kafka.
+(:data:`MAX_OUTSTANDING`): each lane starts it the moment it finished the previous one.
 
 The work runs in background threads so that the loop keeps polling Kafka while a database is
 away (see ``loop``). This module knows nothing of Kafka's consumer: it receives quotes, rejects
@@ -28,10 +31,10 @@ and a publisher for the dead-letter topic.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, field
@@ -40,23 +43,21 @@ from typing import Protocol, TypeVar
 from quotes_consumer.deadletter import DeadLetterError, Reject
 from quotes_consumer.health import Health, Metrics
 from quotes_consumer.record import Quote
-from quotes_consumer.sinks import Refused, Sink, SinkError, Unavailable
+from quotes_consumer.sinks import Sink
+from quotes_consumer.steps import Attempts, Backoff, SinkSteps, Stopped
 
 log = logging.getLogger("quotes_consumer")
 
 T = TypeVar("T")
-FIRST_BACKOFF_S = 0.5
-# How often a failure nobody classified is retried before the batch is split to isolate it.
-UNCLASSIFIED_ATTEMPTS = 3
 # Batches handed to delivery and not yet done: one being written, the next queued behind it.
 MAX_OUTSTANDING = 2
-# How often a step waiting for the other sinks checks for a stop or a failed sibling.
+# How often a step waiting for the other sinks checks whether a sibling failed.
 WAIT_SLICE_S = 0.1
+# How long close() waits for each lane to close its own sink (a lane may sit in a hung call).
+CLOSE_WAIT_S = 1.0
 Partition = tuple[str, int]
 
-
-class Stopped(Exception):
-    """Shutdown (or a failed sibling step) ended a wait; the batch stays uncommitted."""
+__all__ = ["MAX_OUTSTANDING", "Delivery", "InFlight", "Outcome", "Stopped"]
 
 
 class DeadLetters(Protocol):
@@ -70,29 +71,6 @@ class Outcome:
     stored: list[Quote] = field(default_factory=list)  # in both databases (or already there)
     duplicates: int = 0  # a second copy of a message id in the same batch
     dead_lettered: list[Reject] = field(default_factory=list)
-
-
-class Backoff:
-    """Waits between attempts: 0.5 s doubling to a cap, ended early by shutdown or ``halt``."""
-
-    def __init__(self, stop: threading.Event, halt: threading.Event, max_s: float) -> None:
-        self._stop = stop
-        self._halt = halt
-        self._max_s = max_s
-
-    def delays(self) -> Iterable[float]:
-        delay = min(FIRST_BACKOFF_S, self._max_s)
-        while True:
-            yield delay
-            delay = min(delay * 2, self._max_s)
-
-    def wait(self, seconds: float, what: str) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-            if self._halt.wait(min(left, 0.1)):
-                break
-        if self._stop.is_set() or self._halt.is_set():
-            raise Stopped(what)
 
 
 class Workers:
@@ -138,13 +116,15 @@ class Delivery:
         stop: threading.Event,
         max_backoff_s: float,
     ) -> None:
+        if sum(sink.holds_back for sink in sinks) > 1:
+            # A late refusal in one could not be withdrawn from another that committed.
+            raise ValueError("at most one sink may hold writes back until its commit")
         self._sinks = list(sinks)
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._health = health
         self._stop = stop
         self._max_backoff_s = max_backoff_s
-        self._current: InFlight | None = None
         self._lanes = {sink.name: Workers(1, f"sink-{sink.name}") for sink in self._sinks}
         # Per outstanding batch: one thread to see it through, one for its dead letters.
         self._workers = Workers(2 * MAX_OUTSTANDING, "delivery")
@@ -155,7 +135,6 @@ class Delivery:
         The caller keeps at most :data:`MAX_OUTSTANDING` batches not yet done.
         """
         flight = InFlight(self, quotes, rejects)
-        self._current = flight
         flight.begin()
         return flight
 
@@ -164,12 +143,13 @@ class Delivery:
         return [sink.name for sink in self._sinks]
 
     def close(self) -> None:
-        """Close the sinks, unless a batch is still being written after a stop: its thread may
-        sit in a database socket, and its connections die with the process anyway."""
-        if self._current is not None and not self._current.wait(2.0):
-            return
-        for sink in self._sinks:
-            sink.close()
+        """Each lane closes its own sink once it is idle; a lane still sitting in a call after
+        a stop is not waited for (its connection dies with the process), so closing never
+        waits on a connection a hung call holds."""
+        closing = [self._lanes[sink.name].submit(sink.close) for sink in self._sinks]
+        for future in closing:
+            with contextlib.suppress(Exception):
+                future.result(timeout=CLOSE_WAIT_S)
 
 
 class InFlight:
@@ -188,25 +168,30 @@ class InFlight:
         self._revoked: set[Partition] = set()
         self._error: BaseException | None = None
         self._outcome: Outcome | None = None
-        # A halt ends every wait of this batch: shutdown, or a sibling step that crashed.
+        # A halt ends every wait of this batch: shutdown during a retry, or a sibling crashed.
         self._halt = threading.Event()
-        self._backoff = Backoff(delivery._stop, self._halt, delivery._max_backoff_s)
+        self._attempts = Attempts(
+            delivery._health,
+            delivery._metrics,
+            Backoff(delivery._stop, self._halt, delivery._max_backoff_s),
+        )
         self._quotes, self._duplicates = _first_copies(quotes)
-        # Each sink's refusals (identity -> error), set by its lane once it has written.
-        self._written: dict[str, Future[dict[str, str]]] = {
-            sink.name: Future() for sink in delivery._sinks
+        sinks = delivery._sinks
+        # Phase 1, per sink: (the quotes it holds, its refusals: identity -> reason).
+        self._written: dict[str, Future[tuple[list[Quote], dict[str, str]]]] = {
+            sink.name: Future() for sink in sinks
         }
 
     # --- What the loop sees ----------------------------------------------------------------
 
     def begin(self) -> None:
         d = self._d
-        steps: dict[str, Future[None]] = {
+        steps: dict[str, Future[dict[str, str]]] = {
             sink.name: d._lanes[sink.name].submit(lambda s=sink: self._sink_steps(s))
             for sink in d._sinks
         }
         steps["dead-letter"] = d._workers.submit(
-            lambda: self._dead_letter(self._rejects, "dead-letter rejects")
+            lambda: self._dead_letter(self._rejects, "dead-letter rejects") or {}
         )
         d._workers.submit(lambda: self._run(steps))
 
@@ -226,7 +211,8 @@ class InFlight:
             return set(self._revoked)
 
     def outcome(self) -> Outcome:
-        """The result once done; re-raises a crash of any step (a bug: the process must exit)."""
+        """The result once done; re-raises a crash of any step (a bug: the process must exit),
+        or Stopped when a stop ended a retry."""
         if self._error is not None:
             raise self._error
         assert self._outcome is not None
@@ -241,59 +227,111 @@ class InFlight:
             return list(quotes)
         return [q for q in quotes if (q.message.topic, q.message.partition) not in revoked]
 
-    def _run(self, steps: dict[str, Future[None]]) -> None:
+    def _run(self, steps: dict[str, Future[dict[str, str]]]) -> None:
         try:
-            self._gather(steps)
-            self._outcome = self._finish()
+            late = self._gather(steps)
+            if late:
+                self._withdraw_late(late)
+            self._outcome = self._finish(late)
         except BaseException as error:
             self._error = error
             self._halt.set()
         finally:
             self._done.set()
 
-    def _sink_steps(self, sink: Sink) -> None:
-        """One sink's part, in its lane: write; once every sink has written, commit without
-        what the others refused."""
-        written = self._written[sink.name]
+    def _gather(self, steps: dict[str, Future[dict[str, str]]]) -> dict[str, str]:
+        """Wait for every step; return the late refusals (identity -> reason). A crash halts
+        the others' waits and is raised at once, and wins over any Stopped it caused: a bug
+        must never look like a requested stop."""
+        pending = set(steps.values())
+        stopped: BaseException | None = None
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            errors = [error for f in done if (error := f.exception()) is not None]
+            crashes = [error for error in errors if not isinstance(error, Stopped)]
+            if crashes:
+                self._halt.set()  # ends the others' waits; do not wait for one stuck in a socket
+                raise crashes[0]
+            if errors:
+                self._halt.set()
+                stopped = stopped or errors[0]
+        if stopped is not None:
+            raise stopped
+        return {k: v for future in steps.values() for k, v in future.result().items()}
+
+    def _withdraw_late(self, late: dict[str, str]) -> None:
+        """Delete the late refusals from the sinks that cannot hold back. Queued in their
+        lanes, behind whatever they are writing now: never two calls on one connection."""
+        d = self._d
+        quotes = [q for q in self._quotes if q.identity in late]
+        jobs = {
+            sink.name: d._lanes[sink.name].submit(
+                lambda s=sink: SinkSteps(s, self._attempts, self._owned).commit((), quotes)
+            )
+            for sink in d._sinks
+            if not sink.holds_back
+        }
+        for name, job in jobs.items():
+            self._result(job, f"withdraw from {name}")
+
+    def _sink_steps(self, sink: Sink) -> dict[str, str]:
+        """One sink's part, in its lane: phase 1, then phase 2 once every sink has written;
+        returns its late refusals.
+
+        Whatever ends it early (a stop, a crash, a sibling's failure), nothing it held back is
+        left open for the next batch to commit by accident.
+        """
+        steps = SinkSteps(sink, self._attempts, self._owned)
         try:
-            written.set_result(self._write(sink, self._quotes))
-        except BaseException as error:
-            written.set_exception(error)
+            written = self._written[sink.name]
+            try:
+                written.set_result(steps.write(self._quotes))
+            except BaseException as error:
+                written.set_exception(error)
+                raise
+            held, _ = written.result()
+            results = self._all_written()
+            keep = self._keep(results)
+            refused = {identity for _, refusals in results.values() for identity in refusals}
+            withdrawn = [q for q in held if q.identity in refused]
+            return steps.commit(keep, withdrawn)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sink.rollback()
             raise
-        refused_by = self._refusals()
-        refused = {identity for refusals in refused_by.values() for identity in refusals}
-        self._commit(
-            sink,
-            keep=[q for q in self._quotes if q.identity not in refused],
-            withdrawn=[
-                q
-                for q in self._quotes
-                if q.identity in refused and q.identity not in refused_by[sink.name]
-            ],
-        )
 
-    def _refusals(self) -> dict[str, dict[str, str]]:
-        """Every sink's refusals, once all have written. A stop, or a sibling that failed (and
-        reports its own error), ends the wait: this batch is not committed."""
-        refused_by: dict[str, dict[str, str]] = {}
-        for name, future in self._written.items():
-            while name not in refused_by:
-                if self._halt.is_set() or self._d._stop.is_set():
-                    raise Stopped("wait for the other sinks")
-                try:
-                    refused_by[name] = future.result(timeout=WAIT_SLICE_S)
-                except TimeoutError:
-                    continue
-                except BaseException:
-                    raise Stopped(f"wait for {name}") from None
-        return refused_by
+    def _all_written(self) -> dict[str, tuple[list[Quote], dict[str, str]]]:
+        """Every sink's phase 1, once all have written; a failed sibling (which reports its own
+        error) or a halt ends the wait: this batch is not committed."""
+        return {name: self._result(future, name) for name, future in self._written.items()}
 
-    def _finish(self) -> Outcome:
+    def _result(self, future: Future[T], name: str) -> T:
+        while True:
+            if self._halt.is_set():
+                raise Stopped(f"wait for {name}")
+            try:
+                return future.result(timeout=WAIT_SLICE_S)
+            except TimeoutError:
+                continue
+            except BaseException:
+                raise Stopped(f"wait for {name}") from None
+
+    def _keep(self, results: dict[str, tuple[list[Quote], dict[str, str]]]) -> list[Quote]:
+        """What every sink holds, in batch order."""
+        held = [{q.identity for q in quotes} for quotes, _ in results.values()]
+        common = set.intersection(*held) if held else set()
+        return [q for q in self._quotes if q.identity in common]
+
+    def _finish(self, late: dict[str, str]) -> Outcome:
         """Dead-letter what a database refused, and say what became of the batch."""
-        refused: dict[str, tuple[str, str]] = {}  # identity -> (sink, error)
-        for sink in self._d._sinks:
-            for identity, error in self._written[sink.name].result().items():
-                refused.setdefault(identity, (sink.name, error))
+        results = {name: future.result() for name, future in self._written.items()}
+        refused: dict[str, tuple[str, str]] = {}  # identity -> (sink, reason)
+        for name, (_, refusals) in results.items():
+            for identity, reason in refusals.items():
+                refused.setdefault(identity, (name, reason))
+        holding = [sink.name for sink in self._d._sinks if sink.holds_back]
+        for identity, reason in late.items():
+            refused.setdefault(identity, (holding[0], reason))
         owned = self._owned(self._quotes + self._duplicates)
         refusals = [
             Reject(q.message, f"rejected_by_{refused[q.identity][0]}", refused[q.identity][1])
@@ -305,116 +343,22 @@ class InFlight:
         owned_ids = {q.identity for q in owned}
         return Outcome(
             stored=[
-                q for q in self._quotes if q.identity not in refused and q.identity in owned_ids
+                q
+                for q in self._keep(results)
+                if q.identity not in refused and q.identity in owned_ids
             ],
             duplicates=len(self._duplicates),
             dead_lettered=[*self._rejects, *refusals],
         )
 
-    def _gather(self, steps: dict[str, Future[None]]) -> None:
-        """Wait for every step; the first crash halts the others' waits and is raised."""
-        pending = set(steps.values())
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    self._halt.set()  # ends the others' waits
-                    if not isinstance(error, Stopped) or not pending:
-                        raise error  # a crash: do not wait for siblings stuck in a socket
-
-    # --- One sink --------------------------------------------------------------------------
-
-    def _write(self, sink: Sink, quotes: Sequence[Quote]) -> dict[str, str]:
-        """Write ``quotes`` until done; return what the sink refuses (identity -> error)."""
-        unclassified = 0
-        for attempt, delay in enumerate(self._backoff.delays(), start=1):
-            batch = self._owned(quotes)
-            if not batch:
-                return {}  # every record was revoked: the new owner writes them
-            what = f"write {len(batch)} records to {sink.name}"
-            try:
-                refused = self._isolate(
-                    sink, batch, split_unclassified=unclassified >= UNCLASSIFIED_ATTEMPTS
-                )
-            except Unavailable as error:
-                self._failed(sink.name, what, error, delay)
-            except SinkError as error:
-                unclassified += 1
-                self._failed(sink.name, what, error, delay)
-            else:
-                self._succeeded(sink.name, what, attempt)
-                return refused
-            sink.rollback()
-            self._backoff.wait(delay, f"write to {sink.name}")
-        raise AssertionError("unreachable")
-
-    def _isolate(
-        self, sink: Sink, batch: Sequence[Quote], split_unclassified: bool
-    ) -> dict[str, str]:
-        """Write ``batch``; on a refusal, find exactly the refused records by halving."""
-        try:
-            sink.write(batch)
-            return {}
-        except Unavailable:
-            raise
-        except Refused as error:
-            if error.positions is not None:
-                return {batch[i].identity: str(error) for i in error.positions}
-            failure: SinkError = error
-        except SinkError as error:
-            if not split_unclassified:
-                raise
-            failure = error
-        if len(batch) == 1:
-            log.warning("%s refuses %s: %s", sink.name, batch[0].message.record_id, failure)
-            return {batch[0].identity: str(failure)}
-        middle = len(batch) // 2
-        return self._isolate(sink, batch[:middle], split_unclassified=True) | self._isolate(
-            sink, batch[middle:], split_unclassified=True
-        )
-
-    def _commit(self, sink: Sink, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
-        """Commit, withdrawing what others refused. A lost transaction is written again."""
-        for attempt, delay in enumerate(self._backoff.delays(), start=1):
-            try:
-                sink.commit(withdrawn)
-                self._succeeded(sink.name, f"commit to {sink.name}", attempt)
-                return
-            except SinkError as error:
-                self._failed(sink.name, f"commit to {sink.name}", error, delay)
-            sink.rollback()
-            self._backoff.wait(delay, f"commit to {sink.name}")
-            # What the sink held back is gone: write it again (idempotent), then commit again.
-            late = self._write(sink, keep)
-            if late:
-                log.error(
-                    "%s refused %d records only when written again; dead-lettering them may "
-                    "leave them in the other database",
-                    sink.name,
-                    len(late),
-                )
-        raise AssertionError("unreachable")
-
     def _dead_letter(self, rejects: Sequence[Reject], what: str) -> None:
-        for attempt, delay in enumerate(self._backoff.delays(), start=1):
-            try:
-                self._d._dead_letters.publish(rejects)
-                self._succeeded("kafka", what, attempt)
-                return
-            except DeadLetterError as error:
-                self._failed("kafka", what, error, delay)
-            self._backoff.wait(delay, what)
-
-    def _succeeded(self, target: str, what: str, attempt: int) -> None:
-        self._d._health.succeeded(target)
-        if attempt > 1:
-            log.info("%s: succeeded at attempt %d", what, attempt)
-
-    def _failed(self, target: str, what: str, error: Exception, delay: float) -> None:
-        self._d._health.failed(target)
-        self._d._metrics.failures.labels(target).inc()
-        log.warning("could not %s, retrying in %.1fs: %s", what, delay, one_line(error))
+        if rejects:
+            self._attempts.retry(
+                "dead-letter",
+                what,
+                lambda: self._d._dead_letters.publish(rejects),
+                (DeadLetterError,),
+            )
 
 
 def _first_copies(quotes: Sequence[Quote]) -> tuple[list[Quote], list[Quote]]:
@@ -430,10 +374,3 @@ def _first_copies(quotes: Sequence[Quote]) -> tuple[list[Quote], list[Quote]]:
         (later if quote.identity in seen else first).append(quote)
         seen.add(quote.identity)
     return first, later
-
-
-def one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    if not lines or lines[0].endswith(": None") or lines[0] == "None":
-        return type(error).__name__  # kafka-python's errors often carry no message
-    return lines[0][:300]

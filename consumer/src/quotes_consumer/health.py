@@ -1,8 +1,8 @@
 """``/healthz`` for the Docker healthcheck and ``/metrics`` for Prometheus, on one small server.
 
-Health means "making progress or able to": the service turns unhealthy when a sink (or Kafka)
-has been failing continuously for longer than the threshold, so an orchestrator can see a stuck
-consumer, while a short database restart, which the loop rides out, does not flap the status.
+Health means "making progress": the service turns unhealthy when work has waited on one target
+(Kafka, a database, the dead-letter topic) with nothing done for longer than the threshold, so an
+orchestrator sees a stuck consumer whether its server refuses, fails or hangs without a word.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import (
@@ -68,29 +70,70 @@ class Metrics:
 
 
 class Health:
-    """Tracks since when each dependency has been failing; thread-safe."""
+    """Progress per target (``kafka``, each sink, ``dead-letter``); thread-safe.
 
-    def __init__(self, unhealthy_after_s: float) -> None:
+    Health is judged by progress, not by errors: a call that hangs raises nothing, and a retry
+    loop that never succeeds raises nothing new. So each target keeps one clock: it starts when
+    work for that target begins waiting, restarts at every success, and stops when no work is
+    waiting. A target whose clock runs longer than the threshold is stalled, and ``/healthz``
+    answers 503, whatever the cause: an error, a hang, a refusal loop, a missing topic. A short
+    database restart, which the loop rides out, does not flap the status. Targets never share a
+    clock: success on one never hides another's stall.
+    """
+
+    def __init__(
+        self, unhealthy_after_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._unhealthy_after_s = unhealthy_after_s
-        self._failing_since: dict[str, float] = {}
+        self._clock = clock
+        self._waiting: dict[str, int] = {}  # target -> pieces of work waiting on it
+        self._since: dict[str, float] = {}  # target -> last progress, or when work began waiting
+        self._failing: dict[str, str] = {}  # target -> the last error, for people
         self._lock = threading.Lock()
         self.running = True
 
-    def failed(self, target: str) -> None:
+    @contextmanager
+    def waiting(self, target: str) -> Iterator[None]:
+        """Work for ``target`` is waiting while the block runs; the clock runs until it ends."""
         with self._lock:
-            self._failing_since.setdefault(target, time.monotonic())
+            if not self._waiting.get(target):
+                self._since[target] = self._clock()
+            self._waiting[target] = self._waiting.get(target, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting[target] -= 1
+                if not self._waiting[target]:
+                    del self._waiting[target], self._since[target]
+                    self._failing.pop(target, None)
 
-    def succeeded(self, target: str) -> None:
+    def progressed(self, target: str) -> None:
+        """Something for ``target`` succeeded: its clock starts again."""
         with self._lock:
-            self._failing_since.pop(target, None)
+            if target in self._since:
+                self._since[target] = self._clock()
+            self._failing.pop(target, None)
+
+    def failed(self, target: str, error: str) -> None:
+        """An attempt failed; shown in the report. Only the clock decides health."""
+        with self._lock:
+            self._failing[target] = error
 
     def report(self) -> tuple[bool, dict[str, object]]:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            failing = {name: round(now - since, 1) for name, since in self._failing_since.items()}
-        too_long = [name for name, seconds in failing.items() if seconds > self._unhealthy_after_s]
-        healthy = self.running and not too_long
-        return healthy, {"healthy": healthy, "running": self.running, "failing_for_s": failing}
+            waiting = {name: round(now - since, 1) for name, since in self._since.items()}
+            failing = dict(self._failing)
+        stalled = sorted(name for name, s in waiting.items() if s > self._unhealthy_after_s)
+        healthy = self.running and not stalled
+        return healthy, {
+            "healthy": healthy,
+            "running": self.running,
+            "stalled": stalled,
+            "no_progress_for_s": waiting,
+            "last_errors": failing,
+        }
 
 
 class HealthServer:

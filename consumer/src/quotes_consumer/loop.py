@@ -41,23 +41,17 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
-    KafkaError,
     RebalanceInProgressError,
     UnknownMemberIdError,
 )
 
 from quotes_consumer.deadletter import Reject
-from quotes_consumer.delivery import (
-    MAX_OUTSTANDING,
-    Delivery,
-    InFlight,
-    Outcome,
-    Stopped,
-    one_line,
-)
+from quotes_consumer.delivery import MAX_OUTSTANDING, Delivery, InFlight, Outcome, Stopped
 from quotes_consumer.health import Health, Metrics
+from quotes_consumer.kafka_errors import is_outage
 from quotes_consumer.record import InvalidRecord, Message, Quote, transform
 from quotes_consumer.settings import Settings
+from quotes_consumer.steps import one_line
 
 log = logging.getLogger("quotes_consumer")
 
@@ -71,6 +65,10 @@ KEEP_ALIVE_POLL_MS = 200
 COMMIT_TIMEOUT_MS = 5_000
 OWED_RETRY_S = 2.0
 CONNECT_RETRY_MAX_S = 10.0
+# Kafka away: the loop waits this long, doubling up to the cap, before it polls again.
+OUTAGE_FIRST_S = 0.5
+# On a stop, the batches in flight get this long to finish and have their offsets committed.
+DRAIN_S = 5.0
 # The group moved on: the commit is refused, and only a poll (rejoining) can fix that.
 REBALANCING = (
     CommitFailedError,
@@ -90,45 +88,131 @@ def run(
     metrics: Metrics,
     health: Health,
 ) -> None:
-    """Consume until ``stop`` is set. Only bugs raise; outages are waited out."""
+    """Consume until ``stop`` is set. Only bugs raise; outages are waited out.
+
+    Kafka being away (refused, reset, timed out, no coordinator, a metadata refresh that
+    fails) is an outage like a database's: the loop backs off and polls again, and the client
+    reconnects by itself. What ``kafka_errors`` counts as a bug still ends the process.
+    """
     pending = PendingBatch()
     offsets = OwedOffsets()
     flights: deque[Flight] = deque()  # handed to delivery, oldest first
-    listener = Rebalance(pending, offsets, flights)
-    consumer = connect_until_stopped(connect, listener, stop, health)
-    if consumer is None:
+    listener = Rebalance(pending, offsets, flights, health)
+    with health.waiting("kafka"):  # the loop always needs Kafka: its clock never stops
+        consumer = connect_until_stopped(connect, listener, stop, health)
+        if consumer is None:
+            return
+        listener.consumer = consumer
+        log.info(
+            "consuming %s as group %s; rejects go to %s",
+            settings.kafka_topic,
+            settings.kafka_group_id,
+            settings.kafka_dlq_topic,
+        )
+        progress = KafkaProgress(health)
+        try:
+            delay = OUTAGE_FIRST_S
+            while not stop.is_set():
+                try:
+                    turn(
+                        consumer,
+                        pending,
+                        offsets,
+                        flights,
+                        settings,
+                        delivery,
+                        stop,
+                        metrics,
+                        progress,
+                    )
+                    delay = OUTAGE_FIRST_S
+                except Exception as error:
+                    if not is_outage(error):
+                        raise
+                    health.failed("kafka", one_line(error))
+                    log.warning(
+                        "Kafka unavailable, polling again in %.1fs: %s", delay, one_line(error)
+                    )
+                    stop.wait(delay)
+                    delay = min(delay * 2, CONNECT_RETRY_MAX_S)
+            drain(consumer, pending, offsets, flights, metrics, progress)
+        except Stopped as stopped:
+            if not stop.is_set():
+                raise RuntimeError(f"a batch stopped with no stop requested: {stopped}") from None
+            log.info(
+                "stopping while retrying to %s; the batch in flight stays uncommitted", stopped
+            )
+        finally:
+            close(consumer)
+
+
+def turn(
+    consumer: KafkaConsumer,
+    pending: PendingBatch,
+    offsets: OwedOffsets,
+    flights: deque[Flight],
+    settings: Settings,
+    delivery: Delivery,
+    stop: threading.Event,
+    metrics: Metrics,
+    progress: KafkaProgress,
+) -> None:
+    """One turn of the loop: poll, land the oldest batch if it is done, hand over the next."""
+    # Poll the next batch while earlier ones are being written.
+    fill(consumer, pending, settings, stop, progress, flights)
+    oldest = flights[0] if flights else None
+    blocked = len(flights) == MAX_OUTSTANDING and pending.full(settings)
+    if oldest is not None and (oldest.delivery.wait(0) or blocked):
+        # Landed while still listed, so that a rebalance meanwhile revokes its records.
+        if land(consumer, oldest, pending, offsets, stop.is_set, progress, metrics):
+            flights.popleft()
         return
-    listener.consumer = consumer
-    log.info(
-        "consuming %s as group %s; rejects go to %s",
-        settings.kafka_topic,
-        settings.kafka_group_id,
-        settings.kafka_dlq_topic,
-    )
+    if stop.is_set():
+        return
+    if len(flights) < MAX_OUTSTANDING and pending.due(settings, queued=bool(flights)):
+        batch = pending.take()
+        work = prepare(batch.records, settings)
+        metrics.consumed.inc(len(batch.records))
+        started = delivery.start(work.quotes, work.rejects)
+        flights.append(Flight(started, batch, delivery.sink_names))
+    elif not flights and offsets.commit_if_due(consumer) == "committed":
+        progress.committed()
+
+
+def drain(
+    consumer: KafkaConsumer,
+    pending: PendingBatch,
+    offsets: OwedOffsets,
+    flights: deque[Flight],
+    metrics: Metrics,
+    progress: KafkaProgress,
+) -> None:
+    """On a stop: let the batches in flight finish and commit their offsets, as Kafka Connect
+    and Quix Streams do on shutdown, for at most :data:`DRAIN_S`. A batch still waiting then
+    (a server away or hung) stays uncommitted and is read again after the restart."""
+    deadline = time.monotonic() + DRAIN_S
+    expired = lambda: time.monotonic() > deadline  # noqa: E731
     try:
-        while not stop.is_set():
-            # Poll the next batch while earlier ones are being written.
-            fill(consumer, pending, settings, stop, health, flights)
-            oldest = flights[0] if flights else None
-            blocked = len(flights) == MAX_OUTSTANDING and pending.full(settings)
-            if oldest is not None and (oldest.delivery.wait(0) or blocked):
-                # Landed while still listed, so that a rebalance meanwhile revokes its records.
-                if not land(consumer, oldest, pending, offsets, stop, health, metrics):
-                    break  # stopping mid-write: the batch stays uncommitted
-                flights.popleft()
-            if len(flights) < MAX_OUTSTANDING and pending.due(settings, queued=bool(flights)):
-                batch = pending.take()
-                work = prepare(batch.records, settings)
-                metrics.consumed.inc(len(batch.records))
-                started = delivery.start(work.quotes, work.rejects)
-                flights.append(Flight(started, batch, delivery.sink_names))
-            elif not flights:
-                offsets.commit_if_due(consumer)
-    except Stopped as stopped:
-        log.info("stopping while retrying to %s; the batch in flight stays uncommitted", stopped)
-    finally:
+        while flights:
+            if not land(consumer, flights[0], pending, offsets, expired, progress, metrics):
+                log.info("stopping with %d batches unfinished; they stay uncommitted", len(flights))
+                return
+            flights.popleft()
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        log.info("stopping while Kafka is away; the batches in flight stay uncommitted")
+
+
+def close(consumer: KafkaConsumer) -> None:
+    """Leave the group without committing; Kafka being away does not delay the exit long."""
+    try:
         consumer.close(autocommit=False, timeout_ms=3_000)
-        log.info("consumer closed")
+    except Exception as error:
+        if not is_outage(error):
+            raise
+        log.info("Kafka unavailable while closing the consumer: %s", one_line(error))
+    log.info("consumer closed")
 
 
 @dataclass(frozen=True)
@@ -145,13 +229,13 @@ def land(
     flight: Flight,
     pending: PendingBatch,
     offsets: OwedOffsets,
-    stop: threading.Event,
-    health: Health,
+    give_up: Callable[[], bool],
+    progress: KafkaProgress,
     metrics: Metrics,
 ) -> bool:
     """Wait for the oldest batch in flight (polling, paused, if it takes long), then commit and
-    report it. False when a stop came first: the batch stays uncommitted."""
-    keep_alive(consumer, flight.delivery, pending, stop, health)
+    report it. False when ``give_up`` came true first: the batch stays uncommitted."""
+    keep_alive(consumer, flight.delivery, pending, give_up, progress)
     if not flight.delivery.wait(0):
         return False
     outcome = flight.delivery.outcome()
@@ -159,6 +243,8 @@ def land(
     reached = next_offsets(flight.batch.records)
     offsets.owe({tp: o for tp, o in reached.items() if (tp.topic, tp.partition) not in revoked})
     committed = offsets.commit(consumer)
+    if committed == "committed":
+        progress.committed()
     report(consumer, flight.batch, reached, outcome, committed, flight.sink_names, metrics)
     return True
 
@@ -251,9 +337,10 @@ class OwedOffsets:
         for tp in partitions:
             self._owed.pop(tp, None)
 
-    def commit_if_due(self, consumer: KafkaConsumer) -> None:
+    def commit_if_due(self, consumer: KafkaConsumer) -> str:
         if self._owed and time.monotonic() - self._last_try >= OWED_RETRY_S:
-            self.commit(consumer)
+            return self.commit(consumer)
+        return "nothing due"
 
     def commit(self, consumer: KafkaConsumer) -> str:
         """Commit what is owed for partitions still assigned; say how it went, never raise."""
@@ -268,7 +355,9 @@ class OwedOffsets:
         except REBALANCING:
             log.warning("commit refused: the group is rebalancing; committing after the next poll")
             return "NOT committed (rebalancing)"
-        except KafkaError as error:
+        except Exception as error:
+            if not is_outage(error):
+                raise
             log.warning("commit failed, committing after the next poll: %s", one_line(error))
             return "NOT committed (Kafka unavailable)"
         for tp, offset in offsets.items():
@@ -287,11 +376,16 @@ class Rebalance(ConsumerRebalanceListener):
     """
 
     def __init__(
-        self, pending: PendingBatch, offsets: OwedOffsets, flights: Sequence[Flight]
+        self,
+        pending: PendingBatch,
+        offsets: OwedOffsets,
+        flights: Sequence[Flight],
+        health: Health,
     ) -> None:
         self._pending = pending
         self._offsets = offsets
         self._flights = flights  # the loop's own, read when partitions move
+        self._health = health
         self.consumer: KafkaConsumer | None = None
         self._rewind: dict[TopicPartition, int] = {}
 
@@ -303,6 +397,7 @@ class Rebalance(ConsumerRebalanceListener):
             if tp in self._rewind and self.consumer is not None:
                 self.consumer.seek(tp, self._rewind[tp])
         self._rewind = {}  # partitions that went elsewhere: their owner reads from the commit
+        self._health.progressed("kafka")  # the group answered: this member has its share
         log.info("assigned partitions: %s", _partitions(assigned))
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
@@ -354,30 +449,45 @@ def connect_until_stopped(
     stop: threading.Event,
     health: Health,
 ) -> KafkaConsumer | None:
-    delay = 0.5
+    delay = OUTAGE_FIRST_S
     while not stop.is_set():
         try:
             consumer = connect(listener)
-            health.succeeded("kafka")
+            health.progressed("kafka")
             return consumer
-        except KafkaError as error:
-            health.failed("kafka")
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            health.failed("kafka", one_line(error))
             log.warning("could not connect to Kafka, retrying in %.1fs: %s", delay, one_line(error))
             stop.wait(delay)
             delay = min(delay * 2, CONNECT_RETRY_MAX_S)
     return None
 
 
-def check_kafka(consumer: KafkaConsumer, health: Health) -> None:
-    """Kafka is reachable while the group coordinator is known.
+class KafkaProgress:
+    """Tells health when Kafka made progress: a heartbeat answered, records fetched, offsets
+    committed, partitions assigned.
 
-    The one private attribute the loop reads (kafka-python is pinned): no public call tells
-    whether the broker answers, and ``poll()`` returns nothing either way.
+    Judged by progress, not by errors: a broker that hangs raises nothing, and ``poll()``
+    returns nothing either way. The group coordinator answers a heartbeat every few seconds
+    while all is well; the time of the last answer is the one private attribute the loop reads
+    (kafka-python is pinned, and no public call tells it).
     """
-    if consumer._coordinator.coordinator_unknown():
-        health.failed("kafka")
-    else:
-        health.succeeded("kafka")
+
+    def __init__(self, health: Health) -> None:
+        self._health = health
+        self._last_heartbeat = float("-inf")
+
+    def polled(self, consumer: KafkaConsumer, records: int) -> None:
+        coordinator = consumer._coordinator
+        answered = coordinator.heartbeat.last_receive
+        if records or (answered > self._last_heartbeat and not coordinator.coordinator_unknown()):
+            self._health.progressed("kafka")
+        self._last_heartbeat = answered
+
+    def committed(self) -> None:
+        self._health.progressed("kafka")
 
 
 def fill(
@@ -385,7 +495,7 @@ def fill(
     pending: PendingBatch,
     settings: Settings,
     stop: threading.Event,
-    health: Health,
+    progress: KafkaProgress,
     flights: Sequence[Flight],
 ) -> None:
     """Poll records into ``pending`` until it is time to act.
@@ -409,11 +519,11 @@ def fill(
             wait_ms = POLL_IDLE_MS
         wanted = size - len(pending.records)
         polled = consumer.poll(timeout_ms=wait_ms, max_records=wanted)
-        check_kafka(consumer, health)
         got = 0
         for records in polled.values():
             pending.add(records)
             got += len(records)
+        progress.polled(consumer, got)
         # Fewer records than asked for: the client holds no more right now.
         pending.caught_up = got < wanted
         if not flights and not pending.records:
@@ -424,8 +534,8 @@ def keep_alive(
     consumer: KafkaConsumer,
     flight: InFlight,
     pending: PendingBatch,
-    stop: threading.Event,
-    health: Health,
+    give_up: Callable[[], bool],
+    progress: KafkaProgress,
 ) -> None:
     """Wait for the batch in flight; if it takes long, pause every partition and keep polling.
 
@@ -435,12 +545,14 @@ def keep_alive(
     if flight.wait(KEEP_ALIVE_AFTER_S):
         return
     try:
-        while not stop.is_set() and not flight.wait(0):
+        while not give_up() and not flight.wait(0):
             consumer.pause(*consumer.assignment())
             polled = consumer.poll(timeout_ms=KEEP_ALIVE_POLL_MS)
-            check_kafka(consumer, health)
+            got = 0
             for records in polled.values():  # fetched before a new partition was paused
                 pending.add(records)
+                got += len(records)
+            progress.polled(consumer, got)
     finally:
         consumer.resume(*consumer.paused())
 
@@ -476,6 +588,13 @@ def to_message(record: ConsumerRecord) -> Message:
 
 
 def transform_all(messages: Sequence[Message], max_bytes: int) -> tuple[list[Quote], list[Reject]]:
+    """Every message becomes a quote or a reject, whatever it holds.
+
+    The boundary of the record path: an exception other than the contract's own refusal is a
+    bug in our code, and a bug must never stop the pipeline (compose would restart it onto the
+    same record, for ever). The record is dead-lettered as ``unexpected_error`` with the
+    exception's type and message, and the traceback is logged once, to fix the code.
+    """
     now = datetime.now(UTC)  # one clock read per batch
     quotes: list[Quote] = []
     rejects: list[Reject] = []
@@ -485,7 +604,14 @@ def transform_all(messages: Sequence[Message], max_bytes: int) -> tuple[list[Quo
         except InvalidRecord as error:
             log.debug("reject %s: %s", message.record_id, error)
             rejects.append(Reject(message, error.reason, error.detail))
+        except Exception as error:
+            rejects.append(unexpected(message, error))
     return quotes, rejects
+
+
+def unexpected(message: Message, error: Exception) -> Reject:
+    log.exception("unexpected error on %s; dead-lettered, please report", message.record_id)
+    return Reject(message, "unexpected_error", f"{type(error).__name__}: {error}")
 
 
 @dataclass(frozen=True)
@@ -498,9 +624,28 @@ class Prepared:
 
 
 def prepare(records: list[ConsumerRecord], settings: Settings) -> Prepared:
-    messages = [to_message(record) for record in records]
+    messages: list[Message] = []
+    broken: list[Reject] = []
+    for record in records:
+        try:
+            messages.append(to_message(record))
+        except Exception as error:  # the client handed over something no Message can hold
+            broken.append(unexpected(coordinates_only(record), error))
     quotes, rejects = transform_all(messages, settings.consumer_max_record_bytes)
-    return Prepared(records, quotes, rejects)
+    return Prepared(records, quotes, [*broken, *rejects])
+
+
+def coordinates_only(record: ConsumerRecord) -> Message:
+    """What is certain about a record: where it sits. Value and key are kept if they are bytes."""
+    value, key = record.value, record.key
+    return Message(
+        topic=str(record.topic),
+        partition=int(record.partition),
+        offset=int(record.offset),
+        timestamp_ms=None,
+        key=key if isinstance(key, bytes) else None,
+        value=value if isinstance(value, bytes) else None,
+    )
 
 
 # --- Reporting -----------------------------------------------------------------------------------

@@ -2,16 +2,24 @@
 
 Pure functions, no I/O: everything here is unit-tested without a server. Every part of a record
 is untrusted: value, key, headers and timestamp. What this module can know breaks a database
-(NUL characters, lone surrogates, ``$`` or ``.`` in field names, integers beyond 64 bits) is
+(NUL characters, lone surrogates, ``$`` or ``.`` in field names, numbers beyond 64 bits) is
 rejected here, with a reason, so that it never costs a database round trip. What only a database
 can know (an index limit, a size limit) is found by the delivery step, which isolates the
 refused record; see ``delivery``.
+
+:func:`transform` is total: for any value, key, headers and timestamp it returns a :class:`Quote`
+or raises :class:`InvalidRecord`, never anything else, since any other exception would stop the
+consumer on one record. The standard library's parsers raise more than their documented errors
+(``json.loads`` a plain ValueError for a long integer, ``urlsplit`` a ValueError for a bad host),
+so each is wrapped here, and ``tests/fuzz`` checks the whole path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,10 +30,17 @@ DIRECTIONS = ("Left", "Right")
 KNOWN_FIELDS = ("quote", "character", "image", "characterDirection")
 # Names the consumer adds to the MongoDB document; an incoming field may not shadow them.
 RESERVED_FIELDS = frozenset(
-    {"_id", "content_hash", "word_count", "kafka", "ingested_at", "written_at"}
+    {"_id", "content_hash", "word_count", "kafka", "ingested_at", "written_at", "message_id"}
 )
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 32
+# Digits in an integer literal that decode() reads. Python refuses to convert more than 4300 by
+# default (a guard against quadratic time) with a plain ValueError, and a process may lower that
+# to 640; no integer beyond 19 digits fits 64 bits, so 640 is far enough and holds whatever the
+# process's setting.
+MAX_INTEGER_DIGITS = 640
+# How much of a field name a rejection's detail shows.
+MAX_SHOWN_NAME_CHARS = 40
 # The header NiFi fills from each FlowFile's uuid attribute (PublishKafka's attribute-name regex).
 MESSAGE_ID_HEADER = "uuid"
 MAX_MESSAGE_ID_BYTES = 200
@@ -169,7 +184,7 @@ def decode(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise InvalidRecord("not_utf8", f"invalid UTF-8 at byte {error.start}") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
     except json.JSONDecodeError as error:
         detail = f"{error.msg} at line {error.lineno} col {error.colno}"
         raise InvalidRecord("invalid_json", detail) from None
@@ -192,8 +207,8 @@ def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
     for key, item in extra.items():
         if key in RESERVED_FIELDS:
             raise InvalidRecord("reserved_field", f"field {key!r} is set by the consumer")
-        _check_storable(item, key, depth=1)
-        _check_field_name(key, key)
+        _check_field_name(key, (key,))
+        _check_storable(item, (key,), depth=1)
     return Quote(
         message=message,
         message_id=identifier,
@@ -210,6 +225,31 @@ def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
     )
 
 
+# --- JSON numbers --------------------------------------------------------------------------------
+
+
+def _parse_int(literal: str) -> int:
+    """An integer literal, or invalid_json when it is too long to convert.
+
+    ``int()`` of more digits than ``sys.get_int_max_str_digits()`` raises a plain ValueError,
+    which ``json.loads`` lets through: it is not a JSONDecodeError. RFC 8259 lets a parser limit
+    numbers; this one reads at most :data:`MAX_INTEGER_DIGITS` digits, whatever the setting.
+    """
+    digits = len(literal) - literal.startswith("-")
+    if digits > MAX_INTEGER_DIGITS:
+        raise InvalidRecord(
+            "invalid_json",
+            f"an integer of {digits} digits; at most {MAX_INTEGER_DIGITS} are read",
+        )
+    return int(literal)
+
+
+def _parse_constant(name: str) -> float:
+    """Python's json reads ``NaN``, ``Infinity`` and ``-Infinity``; RFC 8259 has no such
+    numbers and other JSON readers refuse them, so neither is stored."""
+    raise InvalidRecord("invalid_json", f"{name} is not a JSON number")
+
+
 # --- Field checks --------------------------------------------------------------------------------
 
 
@@ -218,14 +258,21 @@ def _json_type(value: object) -> str:
     return names.get(type(value), "number")
 
 
-def _check_text(value: str, name: str) -> None:
-    """Reject what PostgreSQL text and UTF-8 cannot hold."""
+def _text_problem(value: str) -> str | None:
+    """What PostgreSQL text and UTF-8 cannot hold in ``value``, if anything."""
     if "\x00" in value:
-        raise InvalidRecord("invalid_text", f"{name} contains a NUL character")
+        return "contains a NUL character"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidRecord("invalid_text", f"{name} contains an unpaired surrogate") from None
+        return "contains an unpaired surrogate"
+    return None
+
+
+def _check_text(value: str, name: str) -> None:
+    problem = _text_problem(value)
+    if problem is not None:
+        raise InvalidRecord("invalid_text", f"{name} {problem}")
 
 
 def _required_text(document: dict[str, Any], name: str) -> str:
@@ -255,10 +302,27 @@ def _optional_url(document: dict[str, Any], name: str) -> str | None:
     value = _optional_text(document, name)
     if value is None:
         return None
-    parts = urlsplit(value) if " " not in value else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    if not _is_http_url(value):
         raise InvalidRecord("invalid_url", f"{name} must be an http(s) URL, got {value[:80]!r}")
     return value
+
+
+def _is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host, and a port that is a number if there is one.
+
+    ``urlsplit`` raises ValueError for some hosts (an unbalanced ``[``, characters that NFKC
+    turns into delimiters) and ``.port`` for a port out of range or not a number, so both count
+    as "not a URL" here. It also drops tabs and newlines before parsing: whitespace and control
+    characters are refused first, as no URL holds them unescaped.
+    """
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises for a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _optional_direction(document: dict[str, Any], name: str) -> str | None:
@@ -272,27 +336,57 @@ def _optional_direction(document: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _check_field_name(key: str, path: str) -> None:
+# Where a value sits in an extra field: its names and list indexes, outermost first. Kept as a
+# tuple and written out only for a rejection's detail, so that a long name is not copied into a
+# new path string for every item below it.
+FieldPath = tuple[str | int, ...]
+
+
+def _shown(path: FieldPath) -> str:
+    """A path as a detail shows it, e.g. ``tags[2].name``: names cut to a few characters, and
+    written with ``repr``'s escapes, so that a lone surrogate, a NUL or a newline in a name is
+    visible, and the detail stays valid UTF-8 for a log line or a dead-letter header."""
+    shown = []
+    for step in path:
+        if isinstance(step, int):
+            shown.append(f"[{step}]")
+            continue
+        name = repr(step[:MAX_SHOWN_NAME_CHARS])[1:-1]
+        if len(step) > MAX_SHOWN_NAME_CHARS:
+            name += f"...({len(step)} chars)"
+        shown.append(name if not shown else f".{name}")
+    return "".join(shown)
+
+
+def _check_field_name(key: str, path: FieldPath) -> None:
     if key.startswith("$") or "." in key or not key:
-        raise InvalidRecord("invalid_field_name", f"field name {path!r} cannot be stored")
-    _check_text(key, f"field name {path!r}")
+        raise InvalidRecord("invalid_field_name", f"field name '{_shown(path)}' cannot be stored")
+    problem = _text_problem(key)
+    if problem is not None:
+        raise InvalidRecord("invalid_text", f"field name '{_shown(path)}' {problem}")
 
 
-def _check_storable(value: Any, path: str, depth: int) -> None:
-    """Walk an extra field: every key, string and integer must fit BSON and UTF-8."""
+def _check_storable(value: Any, path: FieldPath, depth: int) -> None:
+    """Walk an extra field: every key, string and number must fit BSON and UTF-8."""
     if depth > MAX_DEPTH:
-        raise InvalidRecord("too_deep", f"{path} nests deeper than {MAX_DEPTH} levels")
+        raise InvalidRecord("too_deep", f"{_shown(path)} nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, str):
-        _check_text(value, path)
-    elif isinstance(value, bool) or value is None or isinstance(value, float):
+        problem = _text_problem(value)
+        if problem is not None:
+            raise InvalidRecord("invalid_text", f"{_shown(path)} {problem}")
+    elif isinstance(value, bool) or value is None:
         return
+    elif isinstance(value, float):
+        # Only an overflowing literal (1e400) gets here as inf; NaN never does (_parse_constant).
+        if not math.isfinite(value):
+            raise InvalidRecord("out_of_range", f"{_shown(path)} does not fit a 64-bit float")
     elif isinstance(value, int):
         if not INT64_MIN <= value <= INT64_MAX:
-            raise InvalidRecord("out_of_range", f"{path} does not fit in 64 bits")
+            raise InvalidRecord("out_of_range", f"{_shown(path)} does not fit in 64 bits")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_storable(item, f"{path}[{index}]", depth + 1)
+            _check_storable(item, (*path, index), depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_field_name(key, f"{path}.{key}")
-            _check_storable(item, f"{path}.{key}", depth + 1)
+            _check_field_name(key, (*path, key))
+            _check_storable(item, (*path, key), depth + 1)

@@ -43,6 +43,7 @@ class Settings:
     consumer_metrics_port: int
     consumer_unhealthy_after_s: float
     consumer_retry_max_backoff_s: float
+    consumer_write_timeout_s: float
     log_level: str
 
 
@@ -174,9 +175,15 @@ SPEC: tuple[Setting, ...] = (
         "CONSUMER_UNHEALTHY_AFTER_S",
         _seconds,
         60.0,
-        "a sink failing this long makes /healthz fail",
+        "work waiting this long on one target with no progress makes /healthz fail",
     ),
     Setting("CONSUMER_RETRY_MAX_BACKOFF_S", _seconds, 30.0, "cap on the retry backoff"),
+    Setting(
+        "CONSUMER_WRITE_TIMEOUT_S",
+        _seconds,
+        15.0,
+        "a call to a server with no answer this long is abandoned and retried",
+    ),
     Setting("LOG_LEVEL", _one_of(*LOG_LEVELS), "INFO", "log level"),
 )
 

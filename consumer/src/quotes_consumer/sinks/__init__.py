@@ -7,11 +7,13 @@ isolate a refused record, and when to commit.
 A failure is one of three kinds, because each needs a different answer:
 
 - :class:`Unavailable`: the database, the network or the setup is failing, not the records
-  (connection lost, timeout, shutdown, failover, write conflict, missing table or permission).
-  Retried with backoff for as long as it lasts;
+  (connection lost, no answer within the deadline, shutdown, failover, a read-only standby,
+  write conflict, missing table or permission). Retried with backoff for as long as it lasts;
 - :class:`Refused`: the database refuses some records for what they are (a value, a limit, a
   constraint). Those records are isolated and dead-lettered; the rest is stored;
-- :class:`SinkError` itself: not classified. Retried a few times, then treated as a refusal.
+- :class:`SinkError` itself: not classified. Retried a few times, then isolated like a refusal;
+  if every record of the batch fails alike, it is the server's state, not the records', and it
+  is waited out like Unavailable.
 """
 
 from __future__ import annotations
@@ -50,17 +52,21 @@ class Sink(Protocol):
     """Writes of one batch happen in two steps, so both databases can agree on the outcome.
 
     ``write`` may be called several times for parts of one batch (to isolate a refused record);
-    ``commit`` then makes what was written durable, except the records another sink refused.
-    A sink that cannot hold writes back (MongoDB) removes the withdrawn ones instead.
+    ``commit`` then makes durable what every sink wrote (``keep``), and takes back what this sink
+    wrote and another refused (``withdrawn``). A sink that holds writes back until its commit
+    (``holds_back``: PostgreSQL's open transaction) commits exactly ``keep``; one that cannot
+    (MongoDB) deletes ``withdrawn``. Every call ends within the sink's own deadline: a server
+    that does not answer is an :class:`Unavailable` failure, never a wait without end.
     """
 
     name: str
+    holds_back: bool
 
     def write(self, batch: Sequence[Quote]) -> None:
         """Store every quote of ``batch`` or raise; storing a quote twice changes nothing."""
 
-    def commit(self, withdrawn: Sequence[Quote]) -> None:
-        """Make this batch's writes durable, without the ``withdrawn`` quotes."""
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
+        """Make ``keep`` durable and take back ``withdrawn``."""
 
     def rollback(self) -> None:
         """Forget this batch's writes not yet committed, where the database can."""
@@ -81,7 +87,13 @@ def build(settings: Settings) -> list[Sink]:
                 dbname=settings.postgres_db,
                 user=settings.postgres_user,
                 password=settings.postgres_password,
+                call_timeout_s=settings.consumer_write_timeout_s,
             )
         ),
-        MongoSink(settings.mongo_uri, settings.mongo_db, settings.mongo_collection),
+        MongoSink(
+            settings.mongo_uri,
+            settings.mongo_db,
+            settings.mongo_collection,
+            call_timeout_s=settings.consumer_write_timeout_s,
+        ),
     ]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pymongo
 from bson.errors import BSONError
 from pymongo import InsertOne, MongoClient
 from pymongo.errors import (
@@ -32,11 +33,14 @@ from quotes_consumer.record import Quote
 from quotes_consumer.sinks import Refused, SinkError, Unavailable
 
 DUPLICATE_KEY = 11000
-# Server error codes that say nothing about the document: shutdown and failover (91, 189, 10107,
-# 11600, 11602, 13435, 13436), network (6, 7, 89, 9001), time limits (50, 262), write conflict
-# (112), and the setup: authentication and authorization (13, 18).
+# Server error codes that say nothing about the document, so they are waited out, never
+# dead-lettered: shutdown, interruption and failover, including a node that is no longer primary
+# (91, 189, 10107, 11600, 11601, 11602, 13435, 13436), network (6, 7, 89, 9001), time limits and
+# locks (24, 50, 262), write conflict (112), routing (133, 13388), and the setup: authentication
+# and authorization (13, 18).
 UNAVAILABLE_CODES = frozenset(
-    {6, 7, 13, 18, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+    {6, 7, 13, 18, 24, 50, 89, 91, 112, 133, 189, 262, 9001, 10107, 11600, 11601, 11602, 13388}
+    | {13435, 13436}
 )
 
 
@@ -76,8 +80,10 @@ def _first_line(error: BaseException) -> str:
 def classify(error: Exception) -> SinkError:
     """The sink's kind of failure for a pymongo or BSON error."""
     message = _first_line(error)
-    if isinstance(error, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
-        return Unavailable(message)  # includes AutoReconnect, NotPrimaryError, timeouts
+    if isinstance(error, (ConnectionFailure, ExecutionTimeout, WTimeoutError)) or (
+        isinstance(error, PyMongoError) and error.timeout
+    ):
+        return Unavailable(message)  # includes AutoReconnect, NotPrimaryError, every timeout
     if isinstance(error, OperationFailure) and (
         error.code in UNAVAILABLE_CODES
         or error.has_error_label("RetryableWriteError")
@@ -93,8 +99,19 @@ def classify(error: Exception) -> SinkError:
 
 class MongoSink:
     name = "mongo"
+    holds_back = False  # an acknowledged insert is visible at once: withdrawing is deleting
 
-    def __init__(self, uri: str, database: str, collection: str, timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        uri: str,
+        database: str,
+        collection: str,
+        timeout_ms: int = 5000,
+        call_timeout_s: float = 15.0,
+    ) -> None:
+        # No call waits longer than this in total (server selection, connection, answer): a
+        # server that accepts the connection and never answers is abandoned, not awaited.
+        self._call_timeout_s = call_timeout_s
         self._client: MongoClient[dict[str, Any]] = MongoClient(
             uri,
             serverSelectionTimeoutMS=timeout_ms,
@@ -111,7 +128,8 @@ class MongoSink:
         now = datetime.now(UTC)
         try:
             requests = [InsertOne(to_document(quote, now)) for quote in batch]
-            self._collection.bulk_write(requests, ordered=False)
+            with pymongo.timeout(self._call_timeout_s):
+                self._collection.bulk_write(requests, ordered=False)
         except BulkWriteError as error:
             self._raise_for(error)
         except (PyMongoError, BSONError) as error:
@@ -136,12 +154,16 @@ class MongoSink:
             positions=[e["index"] for e in failed],
         ) from error
 
-    def commit(self, withdrawn: Sequence[Quote]) -> None:
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
         """Inserts are durable already; take back the documents of ``withdrawn`` quotes.
 
-        Only a document this very record wrote is deleted (same ``_id`` and Kafka coordinates):
-        a document that an earlier copy of the same message wrote stays.
+        ``withdrawn`` holds only records another database refused, which any replica would see
+        refused too. Only a document this very record wrote is deleted (same ``_id`` and Kafka
+        coordinates): a document that an earlier copy of the same message wrote stays. Records
+        in neither list (revoked before the other database wrote them) stay: their partition's
+        new owner reads them again and writes them to both.
         """
+        del keep  # written and acknowledged already
         if not withdrawn:
             return
         match = [
@@ -153,7 +175,8 @@ class MongoSink:
             for quote in withdrawn
         ]
         try:
-            self._collection.delete_many({"$or": match})
+            with pymongo.timeout(self._call_timeout_s):
+                self._collection.delete_many({"$or": match})
         except (PyMongoError, BSONError) as error:
             failure = classify(error)
             raise (

@@ -14,7 +14,10 @@ here, so that the compose container and the tests share one schema.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -56,12 +59,66 @@ INSERT = (
     "ON CONFLICT DO NOTHING"
 )
 
-# SQLSTATE classes. Refused: the record's data (22), a constraint (23), a size limit (54).
-# Unavailable: connection (08), resources (53), operator action such as shutdown or a
-# statement timeout (57), system (58), serialization and deadlock (40), and the setup, not the
-# records: permissions and missing objects (42), authentication (28), database (3D), schema (3F).
-REFUSED_CLASSES = ("22", "23", "54")
-UNAVAILABLE_CLASSES = ("08", "53", "57", "58", "40", "42", "28", "3D", "3F")
+# SQLSTATE classes a record can cause: a value (22), a constraint (23), a size limit (54),
+# cardinality (21), a trigger or routine refusing it (09, 27, 2F, 38, 39, P0), a view's check (44).
+# Every other class is the server's or the setup's state, not the record's, so it is waited out as
+# Unavailable, never dead-lettered: connection (08), resources (53), operator action (57), system
+# (58, XX), rollback and deadlock (40), a read-only standby after failover (25), locks and
+# prerequisites (55), permissions and missing objects (42), authentication (28), database (3D),
+# schema (3F), and any class PostgreSQL adds later.
+REFUSED_CLASSES = frozenset({"21", "22", "23", "27", "2F", "38", "39", "44", "54", "09", "P0"})
+
+
+class NoAnswer(psycopg2.OperationalError):
+    """The server did not answer within the deadline; the connection was abandoned."""
+
+
+# The deadline of the call the current thread is making, if any (see _wait).
+_deadline = threading.local()
+
+
+def _wait(conn: psycopg2.extensions.connection) -> None:
+    """psycopg2's wait callback: every call waits here for its socket, up to the deadline.
+
+    libpq blocks in the kernel with no client-side timeout, so a server that stops answering
+    (a hung host, a SIGSTOPped process) holds a blocking call for ever: keepalives are answered
+    by the server's kernel, and ``statement_timeout`` is enforced by the server that hangs. With
+    this callback installed, psycopg2 runs each call without blocking and waits here instead.
+    When the deadline passes, raising makes psycopg2 close the connection: it is abandoned, not
+    awaited, and the caller retries on a new one.
+    """
+    deadline_at: float | None = getattr(_deadline, "at", None)
+    poller = select.poll()
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        if state == psycopg2.extensions.POLL_READ:
+            events = select.POLLIN
+        elif state == psycopg2.extensions.POLL_WRITE:
+            events = select.POLLOUT
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        poller.register(conn.fileno(), events)
+        if deadline_at is None:
+            poller.poll()
+        else:
+            left_ms = (deadline_at - time.monotonic()) * 1000
+            if left_ms <= 0 or not poller.poll(left_ms):
+                raise NoAnswer("no answer from the server within the deadline; abandoned")
+        poller.unregister(conn.fileno())
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Every psycopg2 call this thread makes in the block ends within ``seconds`` in total."""
+    psycopg2.extensions.set_wait_callback(_wait)  # process-wide and idempotent
+    previous = getattr(_deadline, "at", None)
+    _deadline.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = previous
 
 
 def to_row(quote: Quote) -> tuple[object, ...]:
@@ -90,26 +147,28 @@ class PostgresConfig:
     password: str
     connect_timeout_s: int = 5
     statement_timeout_ms: int = 30_000
+    # No call (connect, write, commit, rollback) waits longer than this for an answer.
+    call_timeout_s: float = 15.0
 
 
 def classify(error: psycopg2.Error) -> SinkError:
-    """The sink's kind of failure for a psycopg2 error, with its first line as the message."""
+    """The sink's kind of failure for a psycopg2 error, with its first line as the message.
+
+    Total: every SQLSTATE is either a refusal of the records or the server's state.
+    """
     text = str(error).strip().splitlines()
     message = f"PostgreSQL: {text[0] if text else type(error).__name__}"[:300]
     code = error.pgcode or ""
-    if isinstance(error, psycopg2.InterfaceError) or (
-        isinstance(error, psycopg2.OperationalError) and not code
-    ):
-        return Unavailable(message)  # no SQLSTATE: the connection itself failed
+    if not code:
+        return Unavailable(message)  # no SQLSTATE: the connection failed, or no answer came
     if code[:2] in REFUSED_CLASSES:
         return Refused(f"{message} [{code} {psycopg2.errorcodes.lookup(code)}]")
-    if code[:2] in UNAVAILABLE_CLASSES:
-        return Unavailable(message)
-    return SinkError(f"{message} [{code or 'no SQLSTATE'}]")
+    return Unavailable(f"{message} [{code}]")
 
 
 class PostgresSink:
     name = "postgres"
+    holds_back = True  # nothing is visible before commit(): withdrawing is not writing
 
     def __init__(self, config: PostgresConfig) -> None:
         self._config = config
@@ -143,19 +202,20 @@ class PostgresSink:
         except orjson.JSONEncodeError as error:
             raise Refused(f"PostgreSQL: the batch cannot be encoded: {error}") from error
         try:
-            conn = self._connection()
-            with conn.cursor() as cursor:
-                if not self._written:  # nothing to protect yet: the transaction is this write
-                    cursor.execute(INSERT, payload)
-                else:
-                    cursor.execute("SAVEPOINT part")
-                    try:
+            with deadline(self._config.call_timeout_s):
+                conn = self._connection()
+                with conn.cursor() as cursor:
+                    if not self._written:  # nothing to protect yet: the transaction is this write
                         cursor.execute(INSERT, payload)
-                    except psycopg2.Error as error:
-                        if classify(error).__class__ is not Unavailable:
-                            cursor.execute("ROLLBACK TO SAVEPOINT part")
-                        raise
-                    cursor.execute("RELEASE SAVEPOINT part")
+                    else:
+                        cursor.execute("SAVEPOINT part")
+                        try:
+                            cursor.execute(INSERT, payload)
+                        except psycopg2.Error as error:
+                            if not isinstance(classify(error), Unavailable):
+                                cursor.execute("ROLLBACK TO SAVEPOINT part")
+                            raise
+                        cursor.execute("RELEASE SAVEPOINT part")
         except psycopg2.Error as error:
             failure = classify(error)
             if isinstance(failure, Unavailable) or not self._written:
@@ -163,17 +223,24 @@ class PostgresSink:
             raise failure from error
         self._written.extend(batch)
 
-    def commit(self, withdrawn: Sequence[Quote]) -> None:
-        gone = {quote.identity for quote in withdrawn}
-        if any(quote.identity in gone for quote in self._written):
-            # Rare: MongoDB refused a record this transaction holds. Write the batch again
-            # without it, so the row never becomes visible and no DELETE is needed.
-            kept = [quote for quote in self._written if quote.identity not in gone]
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
+        """Make exactly ``keep`` durable: whatever else the transaction holds never shows.
+
+        Usually the transaction holds exactly ``keep``. When it holds more (a record the other
+        database refused, or one whose partition was revoked before the other database wrote
+        it), the batch is written again without those rows, so they are never visible and no
+        DELETE privilege is needed. After a lost COMMIT the transaction holds nothing, and the
+        caller writes ``keep`` again before calling this.
+        """
+        del withdrawn  # everything not in keep is withdrawn, by not committing it
+        wanted = {quote.identity for quote in keep}
+        if {quote.identity for quote in self._written} != wanted:
             self.rollback()
-            self.write(kept)
+            self.write(keep)
         try:
-            if self._conn is not None and not self._conn.closed:
-                self._conn.commit()
+            with deadline(self._config.call_timeout_s):
+                if self._conn is not None and not self._conn.closed:
+                    self._conn.commit()
         except psycopg2.Error as error:
             self.rollback()
             raise classify(error) from error
@@ -185,7 +252,8 @@ class PostgresSink:
         if self._conn is None:
             return
         try:
-            self._conn.rollback()
+            with deadline(self._config.call_timeout_s):
+                self._conn.rollback()
         except psycopg2.Error:
             self.close()  # a broken connection is rebuilt on the next write
 
