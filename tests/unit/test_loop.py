@@ -159,6 +159,7 @@ def settings(**overrides: str):
         "MONGO_URI": "mongodb://h/",
         "CONSUMER_BATCH_TIMEOUT_MS": "20",
         "CONSUMER_BATCH_SIZE": "10",
+        "CONSUMER_RETRY_MAX_BACKOFF_S": "0.2",
     }
     return load(env | overrides)
 

@@ -65,8 +65,10 @@ KEEP_ALIVE_POLL_MS = 200
 COMMIT_TIMEOUT_MS = 5_000
 OWED_RETRY_S = 2.0
 CONNECT_RETRY_MAX_S = 10.0
-# Kafka away: the loop waits this long, doubling up to the cap, before it polls again.
+# Kafka away: the loop waits this long, doubling up to the cap (and to the retry backoff's
+# cap), before it polls again; the client reconnects on its own meanwhile.
 OUTAGE_FIRST_S = 0.5
+OUTAGE_MAX_S = 2.0
 # On a stop, the batches in flight get this long to finish and have their offsets committed.
 DRAIN_S = 5.0
 # The group moved on: the commit is refused, and only a poll (rejoining) can fix that.
@@ -110,8 +112,9 @@ def run(
             settings.kafka_dlq_topic,
         )
         progress = KafkaProgress(health)
+        first_delay = min(OUTAGE_FIRST_S, settings.consumer_retry_max_backoff_s)
         try:
-            delay = OUTAGE_FIRST_S
+            delay = first_delay
             while not stop.is_set():
                 try:
                     turn(
@@ -125,7 +128,7 @@ def run(
                         metrics,
                         progress,
                     )
-                    delay = OUTAGE_FIRST_S
+                    delay = first_delay
                 except Exception as error:
                     if not is_outage(error):
                         raise
@@ -134,7 +137,7 @@ def run(
                         "Kafka unavailable, polling again in %.1fs: %s", delay, one_line(error)
                     )
                     stop.wait(delay)
-                    delay = min(delay * 2, CONNECT_RETRY_MAX_S)
+                    delay = min(delay * 2, OUTAGE_MAX_S, settings.consumer_retry_max_backoff_s)
             drain(consumer, pending, offsets, flights, metrics, progress)
         except Stopped as stopped:
             if not stop.is_set():
@@ -198,6 +201,8 @@ def drain(
                 log.info("stopping with %d batches unfinished; they stay uncommitted", len(flights))
                 return
             flights.popleft()
+        if offsets.commit(consumer) == "committed":  # what an earlier commit left owed
+            log.info("committed the offsets owed before stopping")
     except Exception as error:
         if not is_outage(error):
             raise
