@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -40,6 +40,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     CommitFailedError,
+    CorruptRecordError,
     IllegalGenerationError,
     RebalanceInProgressError,
     UnknownMemberIdError,
@@ -174,7 +175,7 @@ def turn(
         return
     if len(flights) < MAX_OUTSTANDING and pending.due(settings, queued=bool(flights)):
         batch = pending.take()
-        work = prepare(batch.records, settings)
+        work = prepare(batch.records, settings, batch.unreadable)
         metrics.consumed.inc(len(batch.records))
         started = delivery.start(work.quotes, work.rejects)
         flights.append(Flight(started, batch, delivery.sink_names))
@@ -261,6 +262,9 @@ def land(
 class Batch:
     records: list[ConsumerRecord]
     started: float  # time.monotonic() when its first record was polled
+    # Records the client could not parse: coordinates -> why (their entries in ``records`` are
+    # placeholders holding only the coordinates).
+    unreadable: dict[tuple[str, int, int], str] = field(default_factory=dict)
 
 
 class PendingBatch:
@@ -268,6 +272,7 @@ class PendingBatch:
 
     def __init__(self) -> None:
         self.records: list[ConsumerRecord] = []
+        self.unreadable: dict[tuple[str, int, int], str] = {}
         self.bytes = 0
         self.started = 0.0
         self.caught_up = False  # the last poll drained what the client had fetched
@@ -303,6 +308,15 @@ class PendingBatch:
         self.records.extend(records)
         self.bytes += sum(record_bytes(r) for r in records)
 
+    def add_unreadable(self, tp: TopicPartition, offset: int, why: str) -> None:
+        """A placeholder for a record the client could not parse, so that it is dead-lettered
+        and its offset committed in order with the rest."""
+        placeholder = ConsumerRecord(
+            tp.topic, tp.partition, -1, offset, -1, 0, None, None, [], None, -1, -1, -1
+        )
+        self.unreadable[(tp.topic, tp.partition, offset)] = why
+        self.add([placeholder])
+
     def drop(self, partitions: set[TopicPartition]) -> None:
         kept = [r for r in self.records if TopicPartition(r.topic, r.partition) not in partitions]
         if len(kept) != len(self.records):
@@ -311,8 +325,8 @@ class PendingBatch:
         self.bytes = sum(record_bytes(r) for r in kept)
 
     def take(self) -> Batch:
-        batch = Batch(self.records, self.started)
-        self.records, self.bytes = [], 0
+        batch = Batch(self.records, self.started, self.unreadable)
+        self.records, self.bytes, self.unreadable = [], 0, {}
         return batch
 
 
@@ -523,16 +537,44 @@ def fill(
         else:
             wait_ms = POLL_IDLE_MS
         wanted = size - len(pending.records)
-        polled = consumer.poll(timeout_ms=wait_ms, max_records=wanted)
-        got = 0
-        for records in polled.values():
-            pending.add(records)
-            got += len(records)
+        got = poll_into(consumer, pending, wait_ms, wanted)
         progress.polled(consumer, got)
         # Fewer records than asked for: the client holds no more right now.
         pending.caught_up = got < wanted
         if not flights and not pending.records:
             return  # an idle poll
+
+
+def poll_into(
+    consumer: KafkaConsumer, pending: PendingBatch, timeout_ms: int, max_records: int | None
+) -> int:
+    """One ``poll()``; its records go to ``pending``. Returns how many arrived.
+
+    A record the client cannot parse (a header name that is not UTF-8, which the protocol
+    forbids but a non-Java producer can send; a record whose checksum fails) makes kafka-python
+    3.0.12 raise CorruptRecordError for it, and every later poll of that partition spins for
+    ever on it. Such a record is a bad record like any other: it becomes a dead letter with its
+    coordinates (its bytes stay in the topic, at the offset the letter names) and the consumer
+    moves past it. Found by reading the client: the partition being parsed is the fetcher's
+    ``_next_partition_records``, and its position is the unreadable record's offset.
+    """
+    try:
+        polled = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+    except CorruptRecordError as error:
+        parsing = consumer._fetcher._next_partition_records
+        if parsing is None:
+            raise  # a whole fetch failed to parse: no record to point at; waited out
+        tp = parsing.topic_partition
+        offset = consumer.position(tp)
+        log.warning("unreadable record at %s[%d]@%d: %s", tp.topic, tp.partition, offset, error)
+        pending.add_unreadable(tp, offset, one_line(error))
+        consumer.seek(tp, offset + 1)
+        return 1
+    got = 0
+    for records in polled.values():
+        pending.add(records)
+        got += len(records)
+    return got
 
 
 def keep_alive(
@@ -552,11 +594,8 @@ def keep_alive(
     try:
         while not give_up() and not flight.wait(0):
             consumer.pause(*consumer.assignment())
-            polled = consumer.poll(timeout_ms=KEEP_ALIVE_POLL_MS)
-            got = 0
-            for records in polled.values():  # fetched before a new partition was paused
-                pending.add(records)
-                got += len(records)
+            # Records fetched before a new partition was paused still arrive.
+            got = poll_into(consumer, pending, KEEP_ALIVE_POLL_MS, None)
             progress.polled(consumer, got)
     finally:
         consumer.resume(*consumer.paused())
@@ -628,10 +667,20 @@ class Prepared:
     rejects: list[Reject]
 
 
-def prepare(records: list[ConsumerRecord], settings: Settings) -> Prepared:
+def prepare(
+    records: list[ConsumerRecord],
+    settings: Settings,
+    unreadable: dict[tuple[str, int, int], str] | None = None,
+) -> Prepared:
     messages: list[Message] = []
     broken: list[Reject] = []
     for record in records:
+        why = (
+            unreadable.get((record.topic, record.partition, record.offset)) if unreadable else None
+        )
+        if why is not None:
+            broken.append(Reject(coordinates_only(record), "unreadable_record", why))
+            continue
         try:
             messages.append(to_message(record))
         except Exception as error:  # the client handed over something no Message can hold
