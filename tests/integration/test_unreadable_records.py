@@ -13,17 +13,15 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.pipeline import ConsumerProcess, quote_value, send
+from tests.integration.test_consumer import assert_exactly_once, wait_until_stored
+from tests.integration.test_never_stalls import dead_letters_by_source
+
+pytestmark = pytest.mark.integration
 
 
 def send_one_by_one(bootstrap: str, topic: str, records: list[dict]) -> list[tuple[int, int]]:
     """Each record in a record batch of its own, as a producer with no lingering sends them."""
     return [send(bootstrap, topic, [record], partitions=1)[0] for record in records]
-
-
-from tests.integration.test_consumer import assert_exactly_once, wait_until_stored
-from tests.integration.test_never_stalls import dead_letters_by_source
-
-pytestmark = pytest.mark.integration
 
 
 class NotUtf8(str):
