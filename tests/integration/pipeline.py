@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import psycopg2
 import pymongo
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from tests.harness.endpoints import Endpoints
 
@@ -123,6 +124,43 @@ def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int |
         consumer.close()
 
 
+def end_offsets(placed: Sequence[Coordinate]) -> dict[int, int]:
+    """Per partition, one past the last of ``placed``: the offset a group commits once it has
+    dealt with every one of those records (stored or dead-lettered, for good)."""
+    ends: dict[int, int] = {}
+    for partition, offset in placed:
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    return ends
+
+
+def wait_until_committed(
+    bootstrap: str, group: str, topic: str, placed: Sequence[Coordinate], timeout_s: float = 60
+) -> None:
+    """Wait until ``group`` has committed every record of ``placed``, in every partition.
+
+    The consumer commits a batch only after both databases and the dead-letter topic took it,
+    so this is the effect that settles a test's final state: rows seen in the databases may
+    still belong to a batch in flight (one database written, the other not yet; a document
+    not yet withdrawn), and records consumed are not records stored. A broker that does not
+    answer yet, after an outage, counts as "not yet".
+    """
+    wanted = end_offsets(placed)
+    seen: dict[int, int | None] = {}
+
+    def reached() -> bool:
+        nonlocal seen
+        try:
+            seen = committed_offsets(bootstrap, group, topic)
+        except KafkaError:
+            return False
+        return all(seen.get(partition) == offset for partition, offset in wanted.items())
+
+    try:
+        wait_for(f"{group} to commit {wanted}", reached, timeout_s, every_s=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last committed {seen}") from None
+
+
 def pg_coordinates(endpoints: Endpoints, database: str) -> list[Coordinate]:
     try:
         conn = psycopg2.connect(**endpoints.pg_params(database))
@@ -214,6 +252,16 @@ class ConsumerProcess:
             return int(error.code)
         except OSError:
             return None
+
+    def health_report(self) -> str:
+        """The /healthz body, for a failure message: which target stalled and the last errors."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return r.read().decode(errors="replace")
+        except urllib.error.HTTPError as error:
+            return error.read().decode(errors="replace")
+        except OSError as error:
+            return f"no answer: {error}"
 
     def metrics(self) -> dict[str, float]:
         """Prometheus text format to {sample name with labels: value}."""

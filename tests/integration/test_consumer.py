@@ -29,6 +29,7 @@ from tests.integration.pipeline import (
     quote_value,
     read_topic,
     wait_for,
+    wait_until_committed,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,6 +70,8 @@ def test_n_records_become_n_rows_and_n_documents(setup: dict) -> None:
     expected = produce(endpoints.kafka, topic, [quote_value(i) for i in range(300)])
     consumer = ConsumerProcess(setup["env"], setup["tmp"]).start()
     wait_until_stored(endpoints, setup["database"], setup["mongo_db"], 300)
+    # Stored is not committed: the last batch's commit may still be on its way.
+    wait_until_committed(endpoints.kafka, f"{topic}-group", topic, expected)
     assert consumer.terminate() == 0, consumer.log()
 
     assert_exactly_once(endpoints, setup["database"], setup["mongo_db"], expected)
@@ -160,6 +163,11 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_is_stored(setup: d
     consumer = ConsumerProcess(setup["env"], setup["tmp"]).start()
     wait_until_stored(endpoints, setup["database"], setup["mongo_db"], len(expected))
     dead = read_topic(endpoints.kafka, f"{topic}.dlq", len(rejected))
+    # Every batch done and committed, and counted: the counters move once a batch is committed,
+    # a moment after its dead letters can be read.
+    wait_until_committed(endpoints.kafka, f"{topic}-group", topic, placed)
+    counted = {f'quotes_consumer_records_dead_lettered_total{{reason="{r}"}}' for r in BAD_RECORDS}
+    wait_for("every dead letter counted", lambda: counted <= set(consumer.metrics()), 10)
     assert consumer.alive() and consumer.health_status() == 200
     metrics = consumer.metrics()
     assert consumer.terminate() == 0
@@ -302,6 +310,8 @@ def test_sigkill_mid_stream_then_restart_loses_and_duplicates_nothing(setup: dic
 
     second = ConsumerProcess(env, setup["tmp"], "second").start()
     wait_until_stored(endpoints, setup["database"], setup["mongo_db"], 3000, timeout_s=120)
+    # Stored is not committed: the last batch's commit may still be on its way.
+    wait_until_committed(endpoints.kafka, f"{topic}-group", topic, expected)
     assert second.terminate() == 0
     assert_exactly_once(endpoints, setup["database"], setup["mongo_db"], expected)
     assert committed_offsets(endpoints.kafka, f"{topic}-group", topic) == {

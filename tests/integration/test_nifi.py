@@ -39,6 +39,7 @@ from tests.integration.pipeline import (
     read_topic,
     values_by_coordinate,
     wait_for,
+    wait_until_committed,
 )
 from tests.integration.quotes_api_server import serve
 
@@ -452,11 +453,24 @@ def test_uuid_header_and_a_batch_resent_after_a_failure(
     print(f"{len(records)} records for {len(by_uuid)} message ids, copies {copies_per_id}")
 
     # End to end: the consumer stores each FlowFile once, whatever the number of copies.
+    # Waited for are the effects asserted, not records consumed: a batch consumed may not be
+    # written yet. First every message id in both databases; then every copy's offset
+    # committed, so that the later copies, which must add nothing, have been dealt with too.
     env = consumer_env(endpoints, small_records_topic, fresh_database, fresh_mongo_db)
     consumer = ConsumerProcess(env, tmp_path).start()
     wait_for(
-        "every copy consumed",
-        lambda: consumer.metrics().get("quotes_consumer_records_consumed_total") == len(records),
+        "every message id in both databases",
+        lambda: (
+            {row["message_id"] for row in pg_rows(endpoints, fresh_database)} >= set(by_uuid)
+            and len(mongo_coordinates(endpoints, fresh_mongo_db)) >= SMALL_QUOTES
+        ),
+        60,
+    )
+    wait_until_committed(
+        kafka_bootstrap,
+        env["KAFKA_GROUP_ID"],
+        small_records_topic,
+        [(record.partition, record.offset) for record in records],
         60,
     )
     assert consumer.terminate() == 0, consumer.log()
