@@ -35,6 +35,7 @@ from quotes_consumer.loop import (
     Rebalance,
     keep_alive,
     next_offsets,
+    prepare,
     run,
     to_message,
     transform_all,
@@ -403,3 +404,37 @@ def test_a_revocation_drops_the_partition_from_every_batch_in_flight() -> None:
     assert sorted(postgres.committed) == list(range(10)), "only partition 0 was written"
     assert consumer.commits and all(lost not in c for c in consumer.commits)
     assert consumer.commits[-1][TopicPartition(TOPIC, 0)].offset == 10
+
+
+# --- The record path's boundary ------------------------------------------------------------------
+
+
+def test_a_bug_in_the_record_path_dead_letters_that_record_and_keeps_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import quotes_consumer.loop as loop
+
+    real = loop.transform
+
+    def buggy(message, max_bytes, now):  # a stand-in for a bug no one has found yet
+        if message.offset == 1:
+            raise ZeroDivisionError("a bug in our own code")
+        return real(message, max_bytes, now)
+
+    monkeypatch.setattr(loop, "transform", buggy)
+    quotes, rejects = transform_all([to_message(record(0, o)) for o in range(3)], 1024)
+    assert [q.message.offset for q in quotes] == [0, 2]
+    assert [(r.message.offset, r.reason) for r in rejects] == [(1, "unexpected_error")]
+    assert rejects[0].detail == "ZeroDivisionError: a bug in our own code"
+
+
+def test_a_record_no_message_can_hold_is_dead_lettered_by_its_coordinates() -> None:
+    broken = ConsumerRecord(TOPIC, 0, -1, 7, 0, 0, b"k", b"v", 42, None, 0, 0, 0)  # headers: 42
+    work = prepare([broken, record(0, 8)], settings())
+    assert [q.message.offset for q in work.quotes] == [8]
+    [reject] = work.rejects
+    assert (reject.reason, reject.message.offset, reject.message.value) == (
+        "unexpected_error",
+        7,
+        b"v",
+    )
