@@ -218,8 +218,12 @@ class PostgresSink:
                         cursor.execute("RELEASE SAVEPOINT part")
         except psycopg2.Error as error:
             failure = classify(error)
-            if isinstance(failure, Unavailable) or not self._written:
-                self.rollback()  # the transaction is gone or held nothing: start over clean
+            if isinstance(failure, Unavailable):
+                # The server's state, not the records': the retry starts on a new connection,
+                # so a session that cannot write (a standby, a setting) is not kept for ever.
+                self.close()
+            elif not self._written:
+                self.rollback()  # the transaction held nothing: start over clean
             raise failure from error
         self._written.extend(batch)
 
@@ -242,7 +246,7 @@ class PostgresSink:
                 if self._conn is not None and not self._conn.closed:
                     self._conn.commit()
         except psycopg2.Error as error:
-            self.rollback()
+            self.close()  # the transaction is lost; the retry writes it again on a new session
             raise classify(error) from error
         finally:
             self._written = []
