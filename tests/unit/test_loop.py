@@ -57,6 +57,7 @@ def record(partition: int, offset: int, value: bytes | None = VALID, timestamp: 
 class Heartbeat:
     def __init__(self) -> None:
         self.last_receive = float("-inf")
+        self.last_reset = float("-inf")
 
 
 class Coordinator:

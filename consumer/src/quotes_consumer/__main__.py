@@ -88,7 +88,10 @@ def main(build_sinks: SinkBuilder = sinks.build) -> int:
         return EXIT_BAD_SETTINGS
     server.start()
     dead_letters = DeadLetterPublisher(
-        settings.kafka_bootstrap_servers, settings.kafka_dlq_topic, settings.kafka_group_id
+        settings.kafka_bootstrap_servers,
+        settings.kafka_dlq_topic,
+        settings.kafka_group_id,
+        timeout_s=settings.consumer_write_timeout_s,
     )
     dead_letters.connect_soon()
     delivery = Delivery(

@@ -15,7 +15,9 @@ headers give.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +25,8 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from quotes_consumer.record import Header, Message
+
+log = logging.getLogger("quotes_consumer")
 
 # Kafka's defaults: broker message.max.bytes 1,048,588 and producer max.request.size 1,048,576.
 # The budget leaves room for the record and batch framing.
@@ -147,9 +151,12 @@ def dead_letter(reject: Reject, group_id: str) -> DeadLetter:
 class DeadLetterPublisher:
     """Sends rejects to the dead-letter topic and waits until Kafka has them all."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, group_id: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, group_id: str, timeout_s: float = 15.0
+    ) -> None:
         self.topic = topic
         self._group_id = group_id
+        self._timeout_s = timeout_s  # the deadline of one publish, connecting included
         self._bootstrap_servers = bootstrap_servers.split(",")
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
@@ -176,15 +183,24 @@ class DeadLetterPublisher:
             acks="all",
             linger_ms=0,  # publish() flushes at once anyway
             retries=5,
-            max_block_ms=10_000,
-            request_timeout_ms=10_000,
+            max_block_ms=int(self._timeout_s * 1000),
+            request_timeout_ms=int(self._timeout_s * 1000),
+            bootstrap_timeout_ms=int(self._timeout_s * 1000),
+            # After a broker restart, reconnect within a second, not after a backoff that has
+            # grown towards the default 30 s.
+            reconnect_backoff_max_ms=1_000,
             client_id="quotes-consumer-dlq",
         )
 
-    def publish(self, rejects: Sequence[Reject], timeout_s: float = 15.0) -> None:
-        """Send every reject and wait until Kafka acknowledged all of them."""
+    def publish(self, rejects: Sequence[Reject]) -> None:
+        """Send every reject and wait until Kafka acknowledged all of them, within the deadline.
+
+        A publish that times out may still land later: sending again is safe, since the
+        dead-letter topic is at-least-once and its source headers identify a repeat.
+        """
         if not rejects:
             return
+        deadline = time.monotonic() + self._timeout_s
         try:
             producer = self._connected()
             futures = []
@@ -195,13 +211,18 @@ class DeadLetterPublisher:
                         self.topic, key=letter.key, value=letter.value, headers=letter.headers
                     )
                 )
-            producer.flush(timeout=timeout_s)
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
             for future in futures:
-                future.get(timeout=timeout_s)
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
         except KafkaError as error:
             raise DeadLetterError(f"dead-letter topic {self.topic}: {error}") from error
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Close; with Kafka away, records still pending make the client refuse to close, and
+        the process is about to end anyway."""
         with self._lock:
             if self._producer is not None:
-                self._producer.close(timeout=timeout_s)
+                try:
+                    self._producer.close(timeout=timeout_s)
+                except KafkaError as error:
+                    log.info("dead-letter producer not closed cleanly: %s", error)

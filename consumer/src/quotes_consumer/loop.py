@@ -455,6 +455,9 @@ def kafka_consumer(settings: Settings) -> ConsumerFactory:
             session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=settings.consumer_max_poll_interval_ms,
+            # After a broker restart, reconnect within a second, not after a backoff that has
+            # grown towards the default 30 s.
+            reconnect_backoff_max_ms=1_000,
         )
         consumer.subscribe([settings.kafka_topic], listener=listener)
         return consumer
@@ -500,7 +503,10 @@ class KafkaProgress:
 
     def polled(self, consumer: KafkaConsumer, records: int) -> None:
         coordinator = consumer._coordinator
-        answered = coordinator.heartbeat.last_receive
+        heartbeat = coordinator.heartbeat
+        # Reset when the coordinator is found and at every join, as the client's own session
+        # check counts it; the first heartbeat answer comes an interval after joining.
+        answered = max(heartbeat.last_receive, heartbeat.last_reset)
         if records or (answered > self._last_heartbeat and not coordinator.coordinator_unknown()):
             self._health.progressed("kafka")
         self._last_heartbeat = answered
