@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quotes_consumer.deadletter import (
+    MAX_CONTEXT_CHARS,
     MAX_DEAD_LETTER_BYTES,
+    MAX_ERROR_CHARS,
     Reject,
     dead_letter,
 )
@@ -64,6 +66,13 @@ def test_a_record_with_neither_key_nor_value_gets_an_empty_key() -> None:
 
 
 sizes = st.sampled_from([0, 1, 100, 16_384, 16_385, 900_000, 1_100_000])
+# Any code point, lone surrogates included: a detail may quote a field name that holds one.
+any_chars = st.characters(exclude_categories=()) | st.sampled_from(["\ud800", "\udfff", "\x00"])
+any_texts = st.text(any_chars, max_size=40)
+long_texts = st.builds(
+    lambda text, times: text * times, any_texts, st.sampled_from([1, 1000, 60_000])
+)
+any_ints = st.integers(-(2**63), 2**63 - 1) | st.sampled_from([2**64, 10**5000, -(10**5000)])
 
 
 @settings(max_examples=120, deadline=None)
@@ -73,7 +82,7 @@ sizes = st.sampled_from([0, 1, 100, 16_384, 16_385, 900_000, 1_100_000])
     header_count=st.integers(0, 40),
     header_size=sizes,
     name_size=st.integers(0, 3000),
-    detail=st.text(max_size=2000),
+    detail=st.text(any_chars, max_size=2000),
 )
 def test_every_dead_letter_fits_and_every_cut_is_marked(
     key_size: int | None,
@@ -94,3 +103,40 @@ def test_every_dead_letter_fits_and_every_cut_is_marked(
     assert (key is not None and letter.key != key) == ("dlq.key.truncated.from" in marks)
     kept_originals = [h for h in letter.headers if not h[0].startswith("dlq.")]
     assert (len(kept_originals) < header_count) == ("dlq.headers.truncated.from" in marks)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    reason=any_texts | long_texts,
+    detail=any_texts | long_texts,
+    group=any_texts | long_texts,
+    topic=any_texts | long_texts,
+    coordinates=st.tuples(any_ints, any_ints, st.none() | any_ints),
+    headers=st.lists(
+        st.tuples(any_texts | long_texts, st.none() | st.binary(max_size=30)), max_size=6
+    ),
+    value_size=st.none() | sizes,
+)
+def test_any_reject_gives_a_dead_letter_that_encodes_and_fits(
+    reason: str,
+    detail: str,
+    group: str,
+    topic: str,
+    coordinates: tuple[int, int, int | None],
+    headers: list[tuple[str, bytes | None]],
+    value_size: int | None,
+) -> None:
+    """Whatever the texts (lone surrogates, megabytes) and numbers: no exception, and a record
+    the Kafka client can send (it encodes header names strictly) within the budget."""
+    partition, offset, timestamp = coordinates
+    value = None if value_size is None else b"v" * value_size
+    message = Message(topic, partition, offset, timestamp, b"k", value, tuple(headers))
+    letter = dead_letter(Reject(message, reason, detail), group)
+    assert letter.size() <= MAX_DEAD_LETTER_BYTES
+    for name, data in letter.headers:
+        name.encode("utf-8")
+        assert isinstance(data, bytes)
+    marks = dict(letter.headers)
+    assert marks["dlq.reason"] == reason[:MAX_CONTEXT_CHARS].encode("utf-8", "backslashreplace")
+    assert len(marks["dlq.error"]) <= 6 * MAX_ERROR_CHARS
+    assert (letter.value != value) == ("dlq.value.truncated.from" in marks)

@@ -111,7 +111,7 @@ def main(build_sinks: SinkBuilder = sinks.build) -> int:
         health.running = False
         server.stop()
         delivery.close()
-        dead_letters.close(timeout_s=2.0)
+        dead_letters.close(timeout_s=1.0)
     return 0
 
 

@@ -35,6 +35,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ T = TypeVar("T")
 MAX_OUTSTANDING = 2
 # How often a step waiting for the other sinks checks whether a sibling failed.
 WAIT_SLICE_S = 0.1
-# How long close() waits for each lane to close its own sink (a lane may sit in a hung call).
+# How long close() waits for the lanes to close their own sinks (a lane may sit in a hung call).
 CLOSE_WAIT_S = 1.0
 Partition = tuple[str, int]
 
@@ -147,9 +148,10 @@ class Delivery:
         a stop is not waited for (its connection dies with the process), so closing never
         waits on a connection a hung call holds."""
         closing = [self._lanes[sink.name].submit(sink.close) for sink in self._sinks]
+        deadline = time.monotonic() + CLOSE_WAIT_S
         for future in closing:
             with contextlib.suppress(Exception):
-                future.result(timeout=CLOSE_WAIT_S)
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class InFlight:

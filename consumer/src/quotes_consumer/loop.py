@@ -64,6 +64,9 @@ BUSY_POLL_MS = 5
 KEEP_ALIVE_AFTER_S = 0.5
 KEEP_ALIVE_POLL_MS = 200
 COMMIT_TIMEOUT_MS = 5_000
+# A stop ends within 10 s whatever hangs: 5 s to drain (DRAIN_S), 2 s to leave the group,
+# 1 s for the lanes to close their sinks, 1-2 s for the dead-letter producer.
+CLOSE_TIMEOUT_MS = 2_000
 OWED_RETRY_S = 2.0
 CONNECT_RETRY_MAX_S = 10.0
 # Kafka away: the loop waits this long, doubling up to the cap (and to the retry backoff's
@@ -196,13 +199,16 @@ def drain(
     (a server away or hung) stays uncommitted and is read again after the restart."""
     deadline = time.monotonic() + DRAIN_S
     expired = lambda: time.monotonic() > deadline  # noqa: E731
+    left_ms = lambda: int((deadline - time.monotonic()) * 1000)  # noqa: E731
     try:
         while flights:
-            if not land(consumer, flights[0], pending, offsets, expired, progress, metrics):
+            if expired() or not land(
+                consumer, flights[0], pending, offsets, expired, progress, metrics, left_ms
+            ):
                 log.info("stopping with %d batches unfinished; they stay uncommitted", len(flights))
                 return
             flights.popleft()
-        if offsets.commit(consumer) == "committed":  # what an earlier commit left owed
+        if left_ms() > 0 and offsets.commit(consumer, left_ms()) == "committed":  # owed ones
             log.info("committed the offsets owed before stopping")
     except Exception as error:
         if not is_outage(error):
@@ -213,7 +219,7 @@ def drain(
 def close(consumer: KafkaConsumer) -> None:
     """Leave the group without committing; Kafka being away does not delay the exit long."""
     try:
-        consumer.close(autocommit=False, timeout_ms=3_000)
+        consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
     except Exception as error:
         if not is_outage(error):
             raise
@@ -238,6 +244,7 @@ def land(
     give_up: Callable[[], bool],
     progress: KafkaProgress,
     metrics: Metrics,
+    commit_timeout_ms: Callable[[], int] = lambda: COMMIT_TIMEOUT_MS,
 ) -> bool:
     """Wait for the oldest batch in flight (polling, paused, if it takes long), then commit and
     report it. False when ``give_up`` came true first: the batch stays uncommitted."""
@@ -248,7 +255,7 @@ def land(
     revoked = flight.delivery.revoked
     reached = next_offsets(flight.batch.records)
     offsets.owe({tp: o for tp, o in reached.items() if (tp.topic, tp.partition) not in revoked})
-    committed = offsets.commit(consumer)
+    committed = offsets.commit(consumer, commit_timeout_ms())
     if committed == "committed":
         progress.committed()
     report(consumer, flight.batch, reached, outcome, committed, flight.sink_names, metrics)
@@ -361,7 +368,7 @@ class OwedOffsets:
             return self.commit(consumer)
         return "nothing due"
 
-    def commit(self, consumer: KafkaConsumer) -> str:
+    def commit(self, consumer: KafkaConsumer, timeout_ms: int = COMMIT_TIMEOUT_MS) -> str:
         """Commit what is owed for partitions still assigned; say how it went, never raise."""
         self._last_try = time.monotonic()
         assigned = consumer.assignment()
@@ -370,7 +377,7 @@ class OwedOffsets:
             return "nothing to commit"
         offsets = dict(self._owed)
         try:
-            consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+            consumer.commit(offsets, timeout_ms=max(1, timeout_ms))
         except REBALANCING:
             log.warning("commit refused: the group is rebalancing; committing after the next poll")
             return "NOT committed (rebalancing)"

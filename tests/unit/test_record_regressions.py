@@ -1,0 +1,209 @@
+"""Crashes found by fuzzing the record path (tests/fuzz): one test per class, input inline.
+
+Each of these once escaped as an exception other than InvalidRecord from ``record.transform``,
+or made ``deadletter.dead_letter`` raise or overflow its budget: either one stops the consumer
+on a single record. A new crash found by the fuzzer gets a test here before its fix.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import bson
+import pytest
+
+from quotes_consumer.deadletter import MAX_DEAD_LETTER_BYTES, DeadLetter, Reject, dead_letter
+from quotes_consumer.record import InvalidRecord, Message, Quote, transform
+from quotes_consumer.sinks.mongo import to_document
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+LIMIT = 65_536
+
+
+def message(value: bytes | None, **fields: object) -> Message:
+    parts: dict[str, object] = {
+        "topic": "quotes",
+        "partition": 0,
+        "offset": 1,
+        "timestamp_ms": None,
+        "key": None,
+        "value": value,
+    }
+    return Message(**(parts | fields))  # type: ignore[arg-type]
+
+
+def quote_with(extra: bytes) -> bytes:
+    """A valid quote with ``extra`` spliced in as raw JSON members."""
+    return b'{"quote": "q", "character": "c", ' + extra + b"}"
+
+
+def rejection(value: bytes, **fields: object) -> InvalidRecord:
+    with pytest.raises(InvalidRecord) as raised:
+        transform(message(value, **fields), LIMIT, NOW)
+    return raised.value
+
+
+def fits(letter: DeadLetter) -> DeadLetter:
+    """What the Kafka client needs of a dead letter: every header name encodes, and it fits."""
+    for name, data in letter.headers:
+        name.encode("utf-8")
+        assert isinstance(data, bytes)
+    assert letter.size() <= MAX_DEAD_LETTER_BYTES
+    return letter
+
+
+# --- record.transform ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "http://[::1",  # urlsplit: ValueError: Invalid IPv6 URL
+        "http://a]/",  # the same, from an unbalanced bracket
+        "http://a\u2100b/",  # urlsplit: ValueError: netloc ... invalid characters under NFKC
+    ],
+)
+def test_an_image_url_that_urlsplit_refuses_is_invalid_url(image: str) -> None:
+    value = quote_with(b'"image": "' + image.encode() + b'"')
+    assert rejection(value).reason == "invalid_url"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "https://a:99999",  # .port: ValueError: Port out of range 0-65535
+        "http://[::1]:99999/",
+        "http://a:x/",  # .port: ValueError: Port could not be cast to integer value
+        "http://a:-1/",
+    ],
+)
+def test_an_image_url_with_a_bad_port_is_invalid_url(image: str) -> None:
+    value = quote_with(b'"image": "' + image.encode() + b'"')
+    assert rejection(value).reason == "invalid_url"
+
+
+@pytest.mark.parametrize("image", ["http://a\\nb/", "http://a\\tb/", "http://a\\rb/", "http://a b"])
+def test_an_image_url_with_whitespace_is_invalid_url(image: str) -> None:
+    """urlsplit drops tabs and newlines before parsing, so "http://a\\nb/" passed as host "ab"
+    and was stored with its newline."""
+    value = quote_with(b'"image": "' + image.encode() + b'"')
+    assert rejection(value).reason == "invalid_url"
+
+
+@pytest.mark.parametrize("digits", [4301, 5000])
+def test_an_integer_literal_past_pythons_digit_limit_is_invalid_json(digits: int) -> None:
+    """json.loads raised plain ValueError ("Exceeds the limit (4300 digits) for integer string
+    conversion"), not JSONDecodeError, for a number that cannot fit 64 bits anyway."""
+    assert rejection(quote_with(b'"n": ' + b"1" * digits)).reason == "invalid_json"
+    assert rejection(quote_with(b'"n": [-' + b"9" * digits + b"]")).reason == "invalid_json"
+    assert rejection(b'{"quote": ' + b"7" * digits + b', "character": "c"}').reason == (
+        "invalid_json"
+    )
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_literals_are_invalid_json(literal: bytes) -> None:
+    """Python's json accepts them; RFC 8259 has no such numbers, and no other parser reads them."""
+    assert rejection(quote_with(b'"n": ' + literal)).reason == "invalid_json"
+
+
+@pytest.mark.parametrize("literal", [b"1e400", b"-1e400", b"1" * 400 + b".0"])
+def test_a_float_literal_beyond_64_bits_is_out_of_range(literal: bytes) -> None:
+    """json.loads turns 1e400 into inf: a value the producer did not send, which BSON stores
+    and no JSON reader gives back. Rejected like an integer beyond 64 bits."""
+    assert rejection(quote_with(b'"n": {"x": ' + literal + b"}")).reason == "out_of_range"
+
+
+def test_a_tiny_float_and_negative_zero_are_stored_as_parsed() -> None:
+    quote = transform(message(quote_with(b'"small": 1e-400, "zero": -0.0')), LIMIT, NOW)
+    assert quote.extra == {"small": 0.0, "zero": -0.0}
+    bson.encode(to_document(quote, NOW))
+
+
+def test_an_extra_message_id_field_is_reserved() -> None:
+    """to_document sets message_id for a record with a uuid header, after the extras: an extra
+    "message_id" was silently replaced, or stored as if the consumer had set it."""
+    assert rejection(quote_with(b'"message_id": "mine"')).reason == "reserved_field"
+
+
+# --- dead letters of what transform rejects ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b'"x": {"\\ud800": "\\u0000"}',  # invalid_text at path x.<surrogate>
+        b'"\\ud800": "\\u0000"',  # invalid_text at a top-level name with a surrogate
+        b'"x": {"\\ud800": 99999999999999999999}',  # out_of_range
+        b'"x": {"\\udc00$": 1}',  # invalid_field_name
+    ],
+)
+def test_a_rejection_detail_naming_a_surrogate_field_is_readable_and_dead_letters(
+    extra: bytes,
+) -> None:
+    """The detail named the field with its lone surrogate; dead_letter's ``text.encode()``
+    raised UnicodeEncodeError, which stopped the consumer."""
+    value = quote_with(extra)
+    error = rejection(value)
+    error.detail.encode("utf-8")
+    assert "\\ud800" in error.detail or "\\udc00" in error.detail, error.detail
+    letter = fits(dead_letter(Reject(message(value), error.reason, error.detail), "g"))
+    assert letter.value == value
+
+
+def test_a_rejection_detail_stays_short_whatever_the_field_name() -> None:
+    error = rejection(quote_with(b'"' + b"k" * 30_000 + b'": {"' + b"n" * 30_000 + b'": 1e400}'))
+    assert error.reason == "out_of_range"
+    assert len(error.detail) < 500
+
+
+# --- dead_letter ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "detail", "group"),
+    [
+        ("\ud800", "d", "g"),
+        ("r", "\ud800", "g"),
+        ("r", "x" * 499 + "\udfff", "g"),
+        ("r", "d", "\udc80"),
+    ],
+)
+def test_a_dead_letter_with_a_lone_surrogate_in_its_texts_is_built(
+    reason: str, detail: str, group: str
+) -> None:
+    letter = fits(dead_letter(Reject(message(b"{"), reason, detail), group))
+    headers = dict(letter.headers)
+    assert b"\\ud" in headers["dlq.reason"] + headers["dlq.error"] + headers["dlq.consumer.group"]
+
+
+def test_a_dead_letter_for_a_header_name_with_a_lone_surrogate_is_built() -> None:
+    """_headers_size called ``name.encode()`` on the original header names."""
+    letter = fits(dead_letter(Reject(message(b"{", headers=(("\ud800", b"v"),)), "r", "d"), "g"))
+    assert ("\\ud800", b"v") in letter.headers
+
+
+def test_a_dead_letter_for_a_topic_with_a_lone_surrogate_is_built() -> None:
+    letter = fits(dead_letter(Reject(message(b"{", topic="q\udfff"), "r", "d"), "g"))
+    assert dict(letter.headers)["dlq.source.topic"] == b"q\\udfff"
+
+
+@pytest.mark.parametrize("field", ["reason", "group", "topic"])
+def test_a_dead_letter_with_a_huge_context_text_still_fits(field: str) -> None:
+    """Only the detail was cut: a reason (or group, or topic) of 2 MB made a 2 MB dead letter."""
+    huge = "r" * 2_000_000
+    source = message(b"v" * 500_000, topic=huge if field == "topic" else "quotes")
+    reason = huge if field == "reason" else "r"
+    letter = fits(dead_letter(Reject(source, reason, "d"), huge if field == "group" else "g"))
+    assert letter.value == b"v" * 500_000
+
+
+@pytest.mark.parametrize("number", [10**5000, -(10**5000)], ids=["10**5000", "-10**5000"])
+def test_a_dead_letter_for_coordinates_past_pythons_digit_limit_is_built(number: int) -> None:
+    """str() of an integer over 4300 digits raises ValueError; a dead letter names any message."""
+    source = message(b"{", partition=number, offset=number, timestamp_ms=number)
+    fits(dead_letter(Reject(source, "r", "d"), "g"))
+
+
+def test_a_valid_quote_still_passes() -> None:
+    assert isinstance(transform(message(quote_with(b'"n": 1')), LIMIT, NOW), Quote)
