@@ -144,6 +144,12 @@ servers-down: venv ## Stop the native test servers
 test: lint servers ## Lint, then unit and integration tests against real servers
 	$(PY) -m pytest
 
+# FUZZ_SECONDS: how long the fuzzer runs (libFuzzer's -max_total_time).
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: venv ## Fuzz the record path (FUZZ_SECONDS=60); new inputs and crashes go to a printed temp dir
+	$(PY) -m tests.fuzz.fuzz_record -max_total_time=$(FUZZ_SECONDS) -timeout=10
+
 .PHONY: test-replicated
 test-replicated: servers ## 3 native KRaft brokers; the partition leader SIGKILLed mid-stream
 	$(PY) -m pytest -m replicated
