@@ -150,6 +150,19 @@ FUZZ_SECONDS ?= 60
 fuzz: venv ## Fuzz the record path (FUZZ_SECONDS=60); new inputs and crashes go to a printed temp dir
 	$(PY) -m tests.fuzz.fuzz_record -max_total_time=$(FUZZ_SECONDS) -timeout=10
 
+# The chaos soak runs its own servers (ports +200, run folder -soak): it restarts and freezes
+# them, so it never touches the test servers of make servers.
+MINUTES ?= 4
+RATE ?= 300
+SOAK_ENV := STREAMLAB_RUN=$(or $(STREAMLAB_RUN),/tmp/streamlab-$(shell id -u))-soak \
+  STREAMLAB_KAFKA_PORT=19292 STREAMLAB_ZOOKEEPER_PORT=12381 \
+  STREAMLAB_POSTGRES_PORT=15632 STREAMLAB_FERRETDB_PORT=27417
+.PHONY: soak
+soak: venv ## Chaos soak: 2 replicas, a steady stream, every server failing in turn (MINUTES=4 RATE=300)
+	$(SOAK_ENV) $(PY) -m tests.harness up
+	$(SOAK_ENV) $(PY) -m tests.soak --minutes $(MINUTES) --rate $(RATE); \
+	  status=$$?; $(SOAK_ENV) $(PY) -m tests.harness down > /dev/null; exit $$status
+
 .PHONY: test-replicated
 test-replicated: servers ## 3 native KRaft brokers; the partition leader SIGKILLed mid-stream
 	$(PY) -m pytest -m replicated

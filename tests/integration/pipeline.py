@@ -6,6 +6,7 @@ so signals, exit codes, settings errors and the health endpoint are exercised fo
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -205,6 +206,13 @@ def mongo_coordinates(endpoints: Endpoints, database: str) -> list[Coordinate]:
         collection.database.client.close()
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the test process dies, however it dies, so
+    that a killed test run (or soak) leaves no consumer writing behind it."""
+    pr_set_pdeathsig = 1  # from linux/prctl.h
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 class ConsumerProcess:
     """The consumer service as a child process, with its log kept for the failure message."""
 
@@ -230,6 +238,7 @@ class ConsumerProcess:
                 cwd=self.workdir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
             )
         wait_for("the consumer's /healthz", lambda: self.health_status() == 200, 30)
         return self
