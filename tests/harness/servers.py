@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -204,6 +205,10 @@ def terminate(name: str, timeout_s: float = 20.0) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        # A server this very process started stays a zombie, still in its group, until it is
+        # reaped: without this a restart from a soak or a test waited out the whole timeout.
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
