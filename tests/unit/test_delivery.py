@@ -338,3 +338,103 @@ def replace_offset(quote: Quote, shift: int) -> Quote:
         message.topic, message.partition, message.offset + shift, 0, None, message.value
     )
     return transform(moved, 1024, NOW)
+
+
+# --- The protocol's holes, closed ----------------------------------------------------------------
+
+
+def test_a_record_revoked_before_mongo_wrote_it_is_not_committed_in_postgres() -> None:
+    """An eager rebalance while MongoDB is away: MongoDB's lane skips the revoked partition, so
+    PostgreSQL must not commit it either, or a record MongoDB later refuses (for its new owner)
+    would be in PostgreSQL only and dead-lettered."""
+    postgres_writing, revoked = threading.Event(), threading.Event()
+    flight_box: list[InFlight] = []
+
+    def postgres_write(_batch: Sequence[Quote]) -> None:
+        postgres_writing.set()  # it holds every partition's records now
+        revoked.wait(DEADLINE_S)
+
+    def mongo_write(_batch: Sequence[Quote]) -> None:
+        if not revoked.is_set():
+            postgres_writing.wait(DEADLINE_S)
+            flight_box[0].revoke([("t", 1)])
+            revoked.set()
+            raise Unavailable("mongo away")
+
+    postgres = FakeSink("postgres", on_write=postgres_write)
+    mongo = FakeSink("mongo", on_write=mongo_write)
+    delivery = Delivery([postgres, mongo], FakeDeadLetters(), Metrics(), Health(60), stop(), 0.05)
+    flight = InFlight(delivery, quotes(6, partitions=2), [])
+    flight_box.append(flight)
+    flight.begin()
+    finished(flight)
+    assert postgres.writes[0] == [0, 1, 2, 3, 4, 5]
+    assert sorted(mongo.committed) == [0, 2, 4]
+    assert sorted(postgres.committed) == [0, 2, 4], "partition 1 rolled back in PostgreSQL"
+    assert sorted(postgres.withdrawn) == [1, 3, 5]
+
+
+class LosesItsCommit(FakeSink):
+    """PostgreSQL whose first COMMIT is lost, and which refuses one record only when the batch
+    is written again: a late refusal."""
+
+    def __init__(self, late: int) -> None:
+        super().__init__("postgres")
+        self.late = late
+        self.lost = False
+
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
+        if not self.lost:
+            self.lost = True
+            self.refuses = {self.late}
+            self.staged = []
+            raise Unavailable("server closed the connection during COMMIT")
+        super().commit(keep, withdrawn)
+
+
+def test_a_late_refusal_is_dead_lettered_and_withdrawn_from_mongo() -> None:
+    postgres, mongo = LosesItsCommit(late=2), FakeSink("mongo")
+    flight, dead, _ = deliver([postgres, mongo], quotes(5))
+    finished(flight)
+    outcome = flight.outcome()
+    assert sorted(q.message.offset for q in outcome.stored) == [0, 1, 3, 4]
+    assert [(r.message.offset, r.reason) for r in dead.published] == [(2, "rejected_by_postgres")]
+    assert sorted(postgres.committed) == sorted(mongo.committed) == [0, 1, 3, 4]
+    assert mongo.withdrawn == [2]
+
+
+@pytest.mark.parametrize("trial", range(300))
+def test_a_crash_always_surfaces_as_a_crash_even_while_a_stop_ends_the_other_lane(
+    trial: int,
+) -> None:
+    stop_event = threading.Event()
+    postgres = FakeSink("postgres", failures=[Unavailable("down")] * 1000)
+
+    def crash(_batch: Sequence[Quote]) -> None:
+        stop_event.set()  # the stop and the crash arrive together
+        raise ZeroDivisionError("a bug")
+
+    mongo = FakeSink("mongo", on_write=crash)
+    flight, _, _ = deliver([postgres, mongo], quotes(2), stop=stop_event)
+    finished(flight)
+    with pytest.raises(ZeroDivisionError):
+        flight.outcome()
+
+
+def test_close_never_waits_on_a_lane_stuck_in_a_call() -> None:
+    release = threading.Event()
+    postgres = FakeSink("postgres", on_write=lambda _batch: release.wait(DEADLINE_S))
+    closed: list[str] = []
+    postgres.close = lambda: closed.append("postgres")  # type: ignore[method-assign]
+    delivery = Delivery(
+        [postgres, FakeSink("mongo")], FakeDeadLetters(), Metrics(), Health(60), stop(), 0.05
+    )
+    delivery.start(quotes(2), [])
+    time.sleep(0.1)
+    started = time.monotonic()
+    try:
+        delivery.close()
+        assert time.monotonic() - started < 2.0
+        assert closed == [], "the stuck lane's sink is left to die with the process"
+    finally:
+        release.set()
