@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # VARIANT=kraft or VARIANT=replicated adds that variant's override files to every compose command
-# (make down VARIANT=kraft, make topic VARIANT=replicated); README, "Kafka variants".
+# (make down VARIANT=kraft, make topic VARIANT=replicated); docs/kafka-variants.md.
 VARIANT ?=
 ifneq ($(filter-out kraft replicated,$(VARIANT)),)
 $(error VARIANT=$(VARIANT) is not a lab variant: use kraft or replicated, or leave it unset)
