@@ -50,7 +50,7 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 LIMIT = 65_536
 GROUP = "quotes-consumer"
 
-# Every reason a rejection may give (README's dead-letter table), and the sinks' refusals.
+# Every reason a rejection may give (docs/records.md, "Dead letters"), and the sinks' refusals.
 REASONS = frozenset(
     {
         "invalid_json",

@@ -317,7 +317,7 @@ def test_leader_killed_mid_stream_loses_nothing_and_two_down_blocks_producers(
         )
     assert consumer.alive(), f"the consumer stopped:\n{consumer.log()}"
     report = os.environ.get("STREAMLAB_REPLICATED_MEMORY_REPORT")
-    if report:  # README's memory table: peak RSS of each broker before the kill
+    if report:  # docs/memory.md's table: peak RSS of each broker before the kill
         Path(report).write_text(
             "".join(f"node {n}: VmHWM {mib:.0f} MiB (heap {HEAP})\n" for n, mib in peak_rss.items())
         )

@@ -33,7 +33,7 @@ from tests.ui.conftest import REPO, Consumed
 pytestmark = [pytest.mark.integration, pytest.mark.ui]
 
 SERVER_GROUP = "streamlab"
-# The README's first query in "The rows in pgAdmin".
+# The README's first query in "Query PostgreSQL".
 README_QUERY_START = "SELECT kafka_timestamp, character, quote, word_count"
 
 

@@ -136,7 +136,7 @@ def test_the_size_limit_is_the_setting() -> None:
 
 # --- Properties ----------------------------------------------------------------------------------
 
-# The reasons a rejection may give (README's dead-letter table).
+# The reasons a rejection may give (the dead-letter table in docs/records.md).
 REASONS = {
     "invalid_json",
     "not_utf8",
