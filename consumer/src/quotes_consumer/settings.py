@@ -168,7 +168,7 @@ SPEC: tuple[Setting, ...] = (
         "CONSUMER_MAX_POLL_INTERVAL_MS",
         _int_between(1_000, 3_600_000),
         60_000,
-        "Kafka's max.poll.interval.ms; the loop polls about every second even during outages",
+        "Kafka's max.poll.interval.ms; the loop polls at least every 2 s, even during outages",
     ),
     Setting("CONSUMER_METRICS_PORT", _int_between(0, 65535), 8000, "/healthz and /metrics port"),
     Setting(
