@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaProducer
 
-from tests.harness import servers
-from tests.harness.endpoints import Endpoints
+from native import servers
+from native.servers.endpoints import Endpoints
 
 pytestmark = pytest.mark.integration
 

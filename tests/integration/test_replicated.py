@@ -26,8 +26,8 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from tests.harness import servers
-from tests.harness.endpoints import Endpoints
+from native import servers
+from native.servers.endpoints import Endpoints
 from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,

@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.harness import servers
+from native import servers
 from tests.soak.replicas import Replicas
 
 Pause = Callable[[float], None]  # waits, watching the replicas meanwhile

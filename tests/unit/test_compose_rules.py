@@ -2,7 +2,7 @@
 
 Why with the real parser: ``docker-compose config`` resolves interpolation, ``${VAR:?}`` errors,
 YAML anchors and defaults exactly as ``docker compose up`` will, and needs no Docker engine. The
-binary is built once from Compose's Go module (tests/harness/compose.py, ~2 minutes cold) and
+binary is built once from Compose's Go module (tests/compose_cli.py, ~2 minutes cold) and
 cached outside the repository. Every run of ``config`` gets a scrubbed environment and an env
 file copied from .env.example, so a developer's own .env or exported variables cannot change the
 result.
@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import compose as compose_harness
-from tests.harness import servers
+from native import servers
+from tests import compose_cli
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -123,8 +123,8 @@ def assert_pinned(image: str, where: str) -> None:
 @pytest.fixture(scope="session")
 def compose_bin() -> Path:
     try:
-        return compose_harness.install()
-    except compose_harness.ComposeUnavailable as error:
+        return compose_cli.install()
+    except compose_cli.ComposeUnavailable as error:
         pytest.fail(f"docker-compose is needed for these checks and could not be built: {error}")
 
 

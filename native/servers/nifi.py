@@ -4,7 +4,7 @@ Why this exists: the machines that build and test this project have no Docker en
 NiFi binary zip (``nifi-assembly``) is not served by the package registry reachable here. NiFi
 is, however, nothing more than a class path (``lib/*.jar``), a set of NiFi archives
 (``lib/*.nar``) and a ``conf/`` folder, so this module rebuilds that layout from the artifacts
-that *are* published, with ``mvn dependency:copy-dependencies`` on ``tests/harness/nifi/pom.xml``:
+that *are* published, with ``mvn dependency:copy-dependencies`` on ``native/servers/nifi/pom.xml``:
 
 - ``lib/``: nifi-api, nifi-runtime, nifi-nar-utils, nifi-properties, logback, slf4j, ...;
 - ``lib/*.nar``: framework, Jetty, web server (REST API), provenance, standard processors;
@@ -25,7 +25,7 @@ being a hash of the poms, the test doubles and this file (default cache
 NiFi is started directly (``org.apache.nifi.NiFi``) rather than through ``bin/nifi.sh`` and its
 bootstrap process, so the pid written here is the JVM itself and ``stop`` ends exactly it.
 
-Usage: ``python -m tests.harness.nifi {install,start,stop,status,env,reset}``.
+Usage: ``python -m native.servers.nifi {install,start,stop,status,env,reset}``.
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-from tests.harness.servers import HarnessError, cache_dir, java, run_dir
+from native.servers import HarnessError, cache_dir, java, run_dir
 
 REPO = Path(__file__).resolve().parents[2]
-POM = REPO / "tests" / "harness" / "nifi" / "pom.xml"
-BOOTSTRAP_POM = REPO / "tests" / "harness" / "nifi" / "bootstrap-pom.xml"
-DOUBLES_POM = REPO / "tests" / "harness" / "nifi" / "testdoubles" / "pom.xml"
+POM = Path(__file__).resolve().parent / "nifi" / "pom.xml"
+BOOTSTRAP_POM = POM.parent / "bootstrap-pom.xml"
+DOUBLES_POM = POM.parent / "testdoubles" / "pom.xml"
 DOUBLES_NAR = "streamlab-nifi-test-doubles-nar"
 
 # Newest NiFi release whose runtime artifacts are all served by the registry here; 1.19 to 1.28
@@ -229,7 +229,7 @@ def install() -> Path:
 
 
 def _build_test_doubles(staging: Path, extra: list[str]) -> None:
-    """Compile tests/harness/nifi/testdoubles and pack it as a NAR into the layout's lib/.
+    """Compile native/servers/nifi/testdoubles and pack it as a NAR into the layout's lib/.
 
     A NAR is a zip of META-INF/MANIFEST.MF (its coordinates) and
     META-INF/bundled-dependencies/*.jar; see testdoubles/README.md for why these doubles exist.
@@ -245,7 +245,7 @@ def _build_test_doubles(staging: Path, extra: list[str]) -> None:
         "Nar-Group: streamlab.test\r\n"
         f"Nar-Id: {DOUBLES_NAR}\r\n"
         "Nar-Version: 1.0.0\r\n"
-        "Created-By: tests/harness/nifi.py\r\n\r\n"
+        "Created-By: native/servers/nifi.py\r\n\r\n"
     )
     with zipfile.ZipFile(staging / "lib" / f"{DOUBLES_NAR}-1.0.0.nar", "w") as nar:
         # NiFi's unpacker creates folders only from explicit directory entries.
@@ -622,7 +622,7 @@ def token(cfg: Settings, username: str, password: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; errors are one message and exit code 1, not a traceback."""
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.nifi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m native.servers.nifi", description=__doc__)
     parser.add_argument(
         "command", choices=["install", "start", "stop", "status", "env", "reset", "token"]
     )

@@ -1,11 +1,11 @@
 """The lab's servers: the test harness's Kafka + ZooKeeper, PostgreSQL, FerretDB and NiFi.
 
-Why through the harness's command line (``python -m tests.harness``) and not by importing it:
+Why through the harness's command line (``python -m native.servers``) and not by importing it:
 the harness reads its ports and run directory from the environment once, at import, and must
 keep its test defaults. A child process with the lab's environment gets the lab's ports and
 directory, and ``STREAMLAB_KEEP_DATA=1`` keeps Kafka's and ZooKeeper's data, which the tests'
 cluster throws away at every start. The servers run in their own sessions and outlive that
-child; ``python -m tests.harness down`` stops them in reverse order (Kafka before ZooKeeper, so
+child; ``python -m native.servers down`` stops them in reverse order (Kafka before ZooKeeper, so
 the broker deregisters cleanly and the next start finds no stale registration).
 
 A first run downloads and builds (Kafka jars with Maven, FerretDB with Go, NiFi with Maven),
@@ -33,8 +33,8 @@ from native.layout import HOST, LabError, Layout
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "nifi" / "deploy.py"
-HARNESS = [sys.executable, "-m", "tests.harness"]
-NIFI = [sys.executable, "-m", "tests.harness.nifi"]
+HARNESS = [sys.executable, "-m", "native.servers"]
+NIFI = [sys.executable, "-m", "native.servers.nifi"]
 TICK_S = 15.0
 
 

@@ -24,7 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.servers import (
+from native.servers import (
     REPO,
     HarnessError,
     build_once,
@@ -38,7 +38,7 @@ from tests.harness.servers import (
 
 PGADMIN_VERSION = "9.8"  # docker-compose.yml: dpage/pgadmin4:9.8
 # Every package of the virtualenv, pinned (pgAdmin's own requirements are ranges).
-REQUIREMENTS = REPO / "tests" / "harness" / "pgadmin" / "requirements.txt"
+REQUIREMENTS = Path(__file__).resolve().parent / "pgadmin" / "requirements.txt"
 START_TIMEOUT_S = 90
 
 
@@ -200,7 +200,7 @@ class PgAdmin:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return install_command("tests.harness.pgadmin", install, argv)
+    return install_command("native.servers.pgadmin", install, argv)
 
 
 if __name__ == "__main__":

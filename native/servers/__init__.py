@@ -15,7 +15,7 @@ fresh clone reuses them and a second run starts in seconds. Server data and logs
 ``$STREAMLAB_RUN`` (default ``/tmp/streamlab-<uid>``). A server that is already reachable on its
 port (a previous run, or the compose stack) is left alone.
 
-Usage: ``python -m tests.harness {up,down,status,env,reset,start NAME,stop NAME}``.
+Usage: ``python -m native.servers {up,down,status,env,reset,start NAME,stop NAME}``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent  # the poms beside this package
 KAFKA_VERSION = "3.9.1"
 # STREAMLAB_KAFKA_MODE=kraft: Apache Kafka 4.x in KRaft mode instead, no ZooKeeper (the compose
 # overrides' apache/kafka image); see "Kafka in KRaft mode" below.
@@ -223,12 +224,12 @@ def terminate(name: str, timeout_s: float = 20.0) -> None:
 
 
 def kafka_libs() -> Path:
-    """The broker's jars (tests/harness/kafka/pom.xml), copied from Maven Central once."""
+    """The broker's jars (native/servers/kafka/pom.xml), copied from Maven Central once."""
     return kafka_jars(KAFKA_VERSION, "kafka")
 
 
 def kafka_jars(version: str, pom_folder: str) -> Path:
-    """Kafka ``version``'s jars, as ``tests/harness/<pom_folder>/pom.xml`` lists them, copied
+    """Kafka ``version``'s jars, as ``native/servers/<pom_folder>/pom.xml`` lists them, copied
     once per machine, under a lock: the CI's KRaft pass and a developer's run may both reach
     here on a cold cache."""
     libs = cache_dir() / f"kafka-{version}" / "libs"
@@ -244,7 +245,7 @@ def kafka_jars(version: str, pom_folder: str) -> Path:
                 "-q",
                 "-B",
                 "-f",
-                str(REPO / "tests" / "harness" / pom_folder / "pom.xml"),
+                str(HERE / pom_folder / "pom.xml"),
                 "dependency:copy-dependencies",
                 f"-Dkafka.version={version}",
                 f"-DoutputDirectory={libs}",
@@ -395,7 +396,7 @@ def start_kafka() -> None:
 
 
 def kraft_libs() -> Path:
-    """Kafka 4.x's jars (tests/harness/kafka4/pom.xml), copied from Maven Central once."""
+    """Kafka 4.x's jars (native/servers/kafka4/pom.xml), copied from Maven Central once."""
     return kafka_jars(KRAFT_KAFKA_VERSION, "kafka4")
 
 
@@ -816,7 +817,7 @@ if KAFKA_MODE == "kraft":  # no ZooKeeper; the broker is its own controller
 BY_NAME = {server.name: server for server in SERVERS}
 
 
-def endpoints() -> dict[str, str]:
+def client_settings() -> dict[str, str]:
     """The settings the consumer and the tests use to reach the harness servers."""
     return {
         "KAFKA_BOOTSTRAP_SERVERS": f"{HOST}:{KAFKA_PORT}",
@@ -837,7 +838,7 @@ def env_file() -> Path:
 
 def write_env_file() -> Path:
     path = env_file()
-    path.write_text("".join(f"{key}={value}\n" for key, value in endpoints().items()))
+    path.write_text("".join(f"{key}={value}\n" for key, value in client_settings().items()))
     return path
 
 
@@ -874,7 +875,7 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.harness", description=__doc__.split("\n")[0]
+        prog="python -m native.servers", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "command", choices=["up", "down", "status", "env", "reset", "start", "stop"]
