@@ -34,7 +34,9 @@ import psycopg2
 from native import lab_servers, processes, provision
 from native.layout import BY_NAME, HOST, LabError, Layout, choose_ports, layout, port_is_free
 from native.observe import Probe
-from native.servers import FERRETDB_VERSION, KAFKA_VERSION, POSTGRES_DB, POSTGRES_USER
+from native.servers.ferretdb import FERRETDB_VERSION
+from native.servers.kafka import KAFKA_VERSION
+from native.servers.postgres import POSTGRES_DB, POSTGRES_USER
 
 REPO = Path(__file__).resolve().parents[1]
 API_APP = REPO / "quotes-api" / "app.py"

@@ -28,16 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from native.servers import (
-    HarnessError,
-    build_once,
-    cache_dir,
-    install_command,
-    log,
-    run,
-    stop_child,
-    wait_until,
-)
+from native.servers.cache import build_once, cache_dir, install_command
+from native.servers.process import HarnessError, log, run, stop_child, wait_until
 
 MONGO_EXPRESS_VERSION = "1.0.2"  # docker-compose.yml: mongo-express:1.0.2-20-alpine3.19
 PINS = Path(__file__).resolve().parent / "mongo-express"

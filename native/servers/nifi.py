@@ -51,7 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-from native.servers import HarnessError, cache_dir, java, run_dir
+from native.servers.cache import cache_dir
+from native.servers.process import HarnessError, java, run_dir
 
 REPO = Path(__file__).resolve().parents[2]
 POM = Path(__file__).resolve().parent / "nifi" / "pom.xml"

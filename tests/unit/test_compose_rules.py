@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from native import servers
+from native.servers.kafka import KRAFT_CLEANER_BUFFER_BYTES, KRAFT_KAFKA_VERSION
 from tests import compose_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -728,7 +728,7 @@ KRAFT_VARIANTS = {
     "kraft": ("docker-compose.kraft.yml",),
     "replicated": ("docker-compose.kraft.yml", "docker-compose.replicated.yml"),
 }
-KRAFT_IMAGE = f"apache/kafka:{servers.KRAFT_KAFKA_VERSION}"
+KRAFT_IMAGE = f"apache/kafka:{KRAFT_KAFKA_VERSION}"
 # The apache/kafka image's VOLUMEs: mapped, so no anonymous volume piles up.
 KRAFT_IMAGE_VOLUMES = {"/var/lib/kafka/data", "/etc/kafka/secrets", "/mnt/shared/config"}
 
@@ -887,7 +887,7 @@ def test_variant_brokers_cleaner_buffer_fits_the_heap(variant_services: dict[str
         buffer = int(env.get("KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", KAFKA_DEFAULT_CLEANER_BUFFER))
         assert buffer <= int(heap.group(1)) * 2**20 // 4, name
         if int(heap.group(1)) <= 256:
-            assert buffer == servers.KRAFT_CLEANER_BUFFER_BYTES, f"{name}: as the harness's nodes"
+            assert buffer == KRAFT_CLEANER_BUFFER_BYTES, f"{name}: as the harness's nodes"
 
 
 def test_kafka_init_sets_min_insync_replicas_only_when_asked(fake_kafka: dict[str, str]) -> None:
