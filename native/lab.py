@@ -10,7 +10,7 @@ Producer: the Python stand-in by default. The native NiFi (``--producer nifi``) 
 shipped flow, but takes a 1 GB heap and 30 s to start on the project's 2-core machine
 (minutes on its first run, which lays NiFi out from Maven Central), and it is the harness's
 NiFi 1.18.0 with the project's stand-in PublishKafka_2_6
-(native/servers/nifi/testdoubles/README.md), not Apache's 1.28.1.
+(native/servers/nifi/stand-ins/README.md), not Apache's 1.28.1.
 """
 
 from __future__ import annotations

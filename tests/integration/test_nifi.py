@@ -4,7 +4,7 @@ The harness (native/servers/nifi.py) lays NiFi out from Maven Central and starts
 127.0.0.1; deploy.py then installs the template twice, and quotes served by the real quotes API
 must arrive in a fresh Kafka topic through NiFi; a changed template replaces the group; a batch
 that Kafka partly refuses is re-sent with the same ``uuid`` headers. What is real and what is a
-double here is in native/servers/nifi/testdoubles/README.md: NiFi 1.18.0 framework and standard
+double here is in native/servers/nifi/stand-ins/README.md: NiFi 1.18.0 framework and standard
 processors are Apache's; the login, the authorizer and PublishKafka_2_6 are test doubles.
 """
 
