@@ -134,11 +134,11 @@ lint: venv ## ruff lint and format check
 
 .PHONY: servers
 servers: venv ## Start the native test servers (Kafka, PostgreSQL, FerretDB) unless reachable
-	$(PY) -m tests.harness up
+	$(PY) -m native.servers up
 
 .PHONY: servers-down
 servers-down: venv ## Stop the native test servers
-	$(PY) -m tests.harness down
+	$(PY) -m native.servers down
 
 .PHONY: test
 test: lint servers ## Lint, then unit and integration tests against real servers
@@ -159,9 +159,9 @@ SOAK_ENV := STREAMLAB_RUN=$(or $(STREAMLAB_RUN),/tmp/streamlab-$(shell id -u))-s
   STREAMLAB_POSTGRES_PORT=15632 STREAMLAB_FERRETDB_PORT=27417
 .PHONY: soak
 soak: venv ## Chaos soak: 2 replicas, a steady stream, every server failing in turn (MINUTES=4 RATE=300)
-	$(SOAK_ENV) $(PY) -m tests.harness up
+	$(SOAK_ENV) $(PY) -m native.servers up
 	$(SOAK_ENV) $(PY) -m tests.soak --minutes $(MINUTES) --rate $(RATE); \
-	  status=$$?; $(SOAK_ENV) $(PY) -m tests.harness down > /dev/null; exit $$status
+	  status=$$?; $(SOAK_ENV) $(PY) -m native.servers down > /dev/null; exit $$status
 
 .PHONY: test-replicated
 test-replicated: servers ## 3 native KRaft brokers; the partition leader SIGKILLed mid-stream
@@ -180,11 +180,11 @@ test-nifi-processors: ## Apache NiFi 1.28.1's GetHTTP and SplitJson on the templ
 
 .PHONY: nifi
 nifi: venv ## Start the native test NiFi on https://127.0.0.1:18443/nifi
-	$(PY) -m tests.harness.nifi start
+	$(PY) -m native.servers.nifi start
 
 .PHONY: nifi-down
 nifi-down: venv ## Stop the native test NiFi
-	$(PY) -m tests.harness.nifi stop
+	$(PY) -m native.servers.nifi stop
 
 .PHONY: bench
 bench: servers ## Benchmark the consumer against the native servers (ARGS=--quick)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.process import parent_and_cpu_s
-from tests.harness.servers import run_dir
+from native.servers.process import run_dir
 
 # What the report shows, and the harness processes (pid files) each one sums.
 GROUPS: dict[str, tuple[str, ...]] = {

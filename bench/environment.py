@@ -18,7 +18,7 @@ from kafka import KafkaAdminClient
 from kafka.record import util as kafka_record_util
 
 from bench.infra import Endpoints
-from tests.harness.servers import KAFKA_VERSION
+from native.servers.kafka import KAFKA_VERSION
 
 
 def cpu_model() -> str:

@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 
-from tests.harness.endpoints import (
+from native.servers.endpoints import (
     EndpointError,
     Endpoints,
     create_database,

@@ -10,7 +10,7 @@ Producer: the Python stand-in by default. The native NiFi (``--producer nifi``) 
 shipped flow, but takes a 1 GB heap and 30 s to start on the project's 2-core machine
 (minutes on its first run, which lays NiFi out from Maven Central), and it is the harness's
 NiFi 1.18.0 with the project's stand-in PublishKafka_2_6
-(tests/harness/nifi/testdoubles/README.md), not Apache's 1.28.1.
+(native/servers/nifi/stand-ins/README.md), not Apache's 1.28.1.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from typing import Any
 
 import psycopg2
 
-from native import processes, provision, servers
+from native import lab_servers, processes, provision
 from native.layout import BY_NAME, HOST, LabError, Layout, choose_ports, layout, port_is_free
 from native.observe import Probe
-from tests.harness.servers import FERRETDB_VERSION, KAFKA_VERSION, POSTGRES_DB, POSTGRES_USER
+from native.servers.ferretdb import FERRETDB_VERSION
+from native.servers.kafka import KAFKA_VERSION
+from native.servers.postgres import POSTGRES_DB, POSTGRES_USER
 
 REPO = Path(__file__).resolve().parents[1]
 API_APP = REPO / "quotes-api" / "app.py"
@@ -85,7 +87,7 @@ class Lab:
             "port": self.ports["postgres"],
             "dbname": POSTGRES_DB,
             "user": POSTGRES_USER,
-            "password": servers.postgres_password(self.home),
+            "password": lab_servers.postgres_password(self.home),
         }
 
     def probe(self) -> Probe:
@@ -323,7 +325,7 @@ def up(producer: str) -> int:
 
 def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]]) -> None:
     home = lab.home
-    servers.start(home, lab.ports)
+    lab_servers.start(home, lab.ports)
     partitions = provision.ensure_topics(lab.bootstrap)
     log(f"topics: {', '.join(f'{t} ({n} partitions)' for t, n in partitions.items())}")
     log(f"schema: applied {', '.join(provision.apply_schema(lab.pg_params()))}")
@@ -363,7 +365,7 @@ def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]])
         20,
     )
     if producer == "nifi":
-        servers.start_nifi(home, lab.ports)
+        lab_servers.start_nifi(home, lab.ports)
         which = (
             f"producer: NiFi, the shipped flow nifi/quotes-flow.xml, polling the API every "
             f"{POLL_INTERVAL_S} s (NiFi 1.18.0 with the project's stand-in PublishKafka_2_6)"
@@ -407,7 +409,7 @@ def watch(lab: Lab, producer: str, children: Mapping[str, subprocess.Popen[bytes
                         f"{name} exited with {proc.returncode}; last lines of {log_path}:\n"
                         f"{_tail(log_path)}"
                     )
-            silent = servers.silent(lab.home, lab.ports, nifi=producer == "nifi")
+            silent = lab_servers.silent(lab.home, lab.ports, nifi=producer == "nifi")
             for name, log_path in silent:
                 if name in silent_before:
                     raise LabError(
@@ -443,12 +445,12 @@ def cleanup(
             log(f"{name}: {how}")
 
     def stop_nifi() -> None:
-        if (servers.nifi_home(lab.home) / "nifi.pid").exists():
-            servers.stop_nifi(lab.home, lab.ports)
+        if (lab_servers.nifi_home(lab.home) / "nifi.pid").exists():
+            lab_servers.stop_nifi(lab.home, lab.ports)
 
     def stop_servers() -> None:
         if not quiet or _servers_recorded(lab.home):
-            servers.stop(lab.home, lab.ports)
+            lab_servers.stop(lab.home, lab.ports)
 
     steps = [
         ("the status page", lambda: stop_child("status")),
@@ -467,7 +469,7 @@ def cleanup(
 
 def _leftovers(home: Layout) -> bool:
     children = any(processes.recorded(processes.pidfile(home, name)) for name in CHILDREN)
-    nifi = (servers.nifi_home(home) / "nifi.pid").exists()
+    nifi = (lab_servers.nifi_home(home) / "nifi.pid").exists()
     return children or nifi or _servers_recorded(home)
 
 

@@ -2,7 +2,7 @@
 -- create tables, temporary ones included), no other table, no UPDATE or DELETE.
 -- The privileges belong to a group role without login, quotes_writer; the login the consumer uses
 -- is made a member of it: in compose by 011_consumer_login.sh (CONSUMER_POSTGRES_USER in .env),
--- in the tests by tests/harness/endpoints.py. One list of GRANTs for both.
+-- in the tests by native/servers/endpoints.py. One list of GRANTs for both.
 -- Idempotent: the role may exist already (roles are cluster-wide; each test database runs this).
 
 DO $$

@@ -2,7 +2,7 @@
 # Compose only (the postgres image runs this once, after the *.sql files before it, on the first
 # start with an empty data volume): the consumer's login, CONSUMER_POSTGRES_USER from .env, a
 # member of quotes_writer, whose privileges 010_consumer_privileges.sql grants.
-# The tests create their login the same way in tests/harness/endpoints.py.
+# The tests create their login the same way in native/servers/endpoints.py.
 # psql variables (:'name') quote the values, so a password needs no escaping here.
 set -euo pipefail
 

@@ -1,7 +1,7 @@
 """Shared fixtures: where the real servers are, and fresh topics and databases for each test.
 
 Endpoints come from the environment (so the same tests run against the compose stack), falling
-back to the settings file the native harness writes (``python -m tests.harness up``). A server
+back to the settings file the native harness writes (``python -m native.servers up``). A server
 that cannot be reached fails the test with a message saying how to start it: never a skip.
 """
 
@@ -16,13 +16,13 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import UnknownTopicOrPartitionError
 
-from tests.harness.endpoints import (
+from native.servers.endpoints import (
     EndpointError,
     Endpoints,
     create_database,
     drop_database,
 )
-from tests.harness.endpoints import load as load_endpoints
+from native.servers.endpoints import load as load_endpoints
 
 PARTITIONS = 3
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
 from tests.integration.pipeline import consumer_env
 
 

@@ -26,7 +26,7 @@ import pymongo
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
 
 Coordinate = tuple[int, int]  # (partition, offset)
 

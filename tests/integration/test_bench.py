@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.harness import servers
-from tests.harness.endpoints import Endpoints
+from native import servers
+from native.servers.endpoints import Endpoints
 from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,

@@ -39,8 +39,8 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
-from tests.harness import servers
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
+from native.servers.process import run_dir
 from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,
@@ -75,7 +75,7 @@ HANG_SETTINGS = {
     "CONSUMER_WRITE_TIMEOUT_S": str(WRITE_TIMEOUT_S),
 }
 # How long the Kafka broker stays frozen. Longer than its ZooKeeper session (6 s,
-# zookeeper.session.timeout.ms in tests/harness/servers.py), on purpose: a hung machine loses
+# zookeeper.session.timeout.ms in native/servers/kafka.py), on purpose: a hung machine loses
 # its session too, and the broker re-registers and is elected controller again by itself about
 # a second after it runs again. Longer than the consumer's group session (10 s) as well, so the
 # consumer is expelled from its group meanwhile and must rejoin: what a real hang does. (In
@@ -114,11 +114,11 @@ def _harness_pid(name: str) -> int:
     The pid files may be stale and their pid reused, so the process's command line must name
     the harness's run folder (a config file, data folder or state folder in it).
     """
-    run = servers.run_dir()
+    run = run_dir()
     if name == "postgres":
         pidfile = run / "postgres" / "data" / "postmaster.pid"  # the postmaster's first line
     else:
-        pidfile = run / f"{name}.pid"  # tests/harness/servers.py's spawn(): the server itself
+        pidfile = run / f"{name}.pid"  # native/servers/process.py's spawn(): the server itself
     try:
         pid = int(pidfile.read_text().split()[0])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

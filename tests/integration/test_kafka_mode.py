@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaProducer
 
-from tests.harness import servers
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
+from native.servers.kafka import KAFKA_MODE
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def test_broker_generation_matches_the_harness_mode(endpoints: Endpoints) -> Non
         version = producer.config["api_version"]
     finally:
         producer.close(timeout=5)
-    if servers.KAFKA_MODE == "kraft":
+    if KAFKA_MODE == "kraft":
         assert version >= (4, 0), f"expected a Kafka 4 KRaft broker, found API version {version}"
     else:
         assert version < (4, 0), f"expected a Kafka 3.9 ZooKeeper broker, found {version}"

@@ -1,7 +1,7 @@
 """The consumer's PostgreSQL login may INSERT into and SELECT from quotes, and nothing else.
 
 The privileges come from sql/010_consumer_privileges.sql, which every test database runs like
-the compose container does; the login is made by the harness (tests/harness/endpoints.py) or, in
+the compose container does; the login is made by the harness (native/servers/endpoints.py) or, in
 compose, by sql/011_consumer_login.sh, which is run here too, through psql, as the postgres image
 runs it at first start.
 """
@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from tests.harness.endpoints import SQL_DIR, Endpoints, admin_execute
+from native.servers.endpoints import SQL_DIR, Endpoints, admin_execute
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,10 @@
 """nifi/deploy.py and nifi/quotes-flow.xml against a real, running NiFi (``make test-nifi``).
 
-The harness (tests/harness/nifi.py) lays NiFi out from Maven Central and starts it on
+The harness (native/servers/nifi.py) lays NiFi out from Maven Central and starts it on
 127.0.0.1; deploy.py then installs the template twice, and quotes served by the real quotes API
 must arrive in a fresh Kafka topic through NiFi; a changed template replaces the group; a batch
 that Kafka partly refuses is re-sent with the same ``uuid`` headers. What is real and what is a
-double here is in tests/harness/nifi/testdoubles/README.md: NiFi 1.18.0 framework and standard
+double here is in native/servers/nifi/stand-ins/README.md: NiFi 1.18.0 framework and standard
 processors are Apache's; the login, the authorizer and PublishKafka_2_6 are test doubles.
 """
 
@@ -29,8 +29,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
-from tests.harness import nifi as harness
-from tests.harness.endpoints import Endpoints
+from native.servers import nifi as harness
+from native.servers.endpoints import Endpoints
 from tests.integration.pipeline import (
     ConsumerProcess,
     consumer_env,

@@ -26,8 +26,9 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from tests.harness import servers
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
+from native.servers.kafka import KraftNode, kraft_cluster_id, kraft_command, kraft_started
+from native.servers.process import is_listening, wait_until
 from tests.integration.pipeline import (
     ConsumerProcess,
     Coordinate,
@@ -52,13 +53,11 @@ class Cluster:
 
     def __init__(self, home: Path) -> None:
         self.nodes = [
-            servers.KraftNode(i, free_port(), free_port(), home / f"node{i}")
-            for i in range(1, BROKERS + 1)
+            KraftNode(i, free_port(), free_port(), home / f"node{i}") for i in range(1, BROKERS + 1)
         ]
-        cluster_id = servers.kraft_cluster_id()
+        cluster_id = kraft_cluster_id()
         self.commands = {
-            node.node_id: servers.kraft_command(node, self.nodes, cluster_id, HEAP)
-            for node in self.nodes
+            node.node_id: kraft_command(node, self.nodes, cluster_id, HEAP) for node in self.nodes
         }
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -85,12 +84,9 @@ class Cluster:
 
     def wait_started(self, node_id: int, offset: int, timeout_s: float = 120) -> None:
         node = self.nodes[node_id - 1]
-        servers.wait_until(
+        wait_until(
             f"KRaft node {node_id}",
-            lambda: (
-                servers.kraft_started(self.log_path(node_id), offset)
-                and servers.is_listening(node.port)
-            ),
+            lambda: kraft_started(self.log_path(node_id), offset) and is_listening(node.port),
             timeout_s,
             self.log_path(node_id),
             self.procs[node_id],

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from native.servers.endpoints import Endpoints
 from quotes_consumer.record import Message, transform
 from quotes_consumer.sinks import SinkError
 from quotes_consumer.sinks.mongo import MongoSink
 from quotes_consumer.sinks.postgres import PostgresConfig, PostgresSink
-from tests.harness.endpoints import Endpoints
 from tests.integration.pipeline import mongo_collection, pg_rows, quote_value
 
 pytestmark = pytest.mark.integration

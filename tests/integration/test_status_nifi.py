@@ -12,9 +12,9 @@ import urllib.error
 
 import pytest
 
+from native.servers import nifi as harness
 from streamlab_status import settings as status_settings
 from streamlab_status.probes import NifiProbe
-from tests.harness import nifi as harness
 from tests.integration.quotes_api_server import serve
 from tests.integration.test_nifi import deploy, nifi  # noqa: F401  (the module's NiFi fixture)
 

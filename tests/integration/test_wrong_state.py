@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.endpoints import admin_execute
+from native.servers.endpoints import admin_execute
 from tests.integration.pipeline import ConsumerProcess, quote_value, read_topic, send, wait_for
 from tests.integration.test_consumer import assert_exactly_once, wait_until_stored
 

@@ -24,8 +24,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError
 
-from tests.harness import servers
-from tests.harness.endpoints import EndpointError, Endpoints, create_database, drop_database, load
+from native import servers
+from native.servers.endpoints import EndpointError, Endpoints, create_database, drop_database, load
 from tests.integration.pipeline import consumer_env
 from tests.soak import accounting
 from tests.soak.faults import FAULTS, ferretdb_pid

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import psycopg2
 from kafka import KafkaConsumer, TopicPartition
 
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
 from tests.integration.pipeline import Coordinate
 
 TIMEOUT_MS = 5_000

@@ -12,7 +12,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.harness import servers
+from native import servers
+from native.servers.process import run_dir
 from tests.soak.replicas import Replicas
 
 Pause = Callable[[float], None]  # waits, watching the replicas meanwhile
@@ -37,9 +38,9 @@ def stop_postgres(replicas: Replicas, pause: Pause) -> str:
 def ferretdb_pid() -> int:
     """From the pid file the harness writes when it spawns FerretDB; checked against the
     process's command line, so that a stale file never makes the soak stop another process."""
-    pid = int((servers.run_dir() / "ferretdb.pid").read_text())
+    pid = int((run_dir() / "ferretdb.pid").read_text())
     if b"ferretdb" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-        raise RuntimeError(f"pid {pid} in {servers.run_dir()}/ferretdb.pid is not FerretDB")
+        raise RuntimeError(f"pid {pid} in {run_dir()}/ferretdb.pid is not FerretDB")
     return pid
 
 

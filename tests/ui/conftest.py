@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import compose as compose_harness
-from tests.harness.endpoints import Endpoints
+from native.servers.endpoints import Endpoints
+from tests import compose_cli
 from tests.integration.pipeline import (
     ConsumerProcess,
     consumer_env,
@@ -92,8 +92,8 @@ def consumed(
 def compose_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The compose file's services as ``docker compose config`` resolves them with .env.example."""
     try:
-        binary = compose_harness.install()
-    except compose_harness.ComposeUnavailable as error:
+        binary = compose_cli.install()
+    except compose_cli.ComposeUnavailable as error:
         pytest.fail(f"docker-compose is needed to read the compose file's settings: {error}")
     env_file = tmp_path_factory.mktemp("ui-compose") / ".env"
     shutil.copyfile(REPO / ".env.example", env_file)

@@ -1,7 +1,7 @@
 """mongo-express, used the way the README tells a learner to: basic auth, database, collection,
 and a document the consumer wrote.
 
-mongo-express 1.0.2 runs natively (tests/harness/mongo_express.py) with the compose file's
+mongo-express 1.0.2 runs natively (native/servers/mongo_express.py) with the compose file's
 ``ME_CONFIG_*`` variables, as ``docker compose config`` resolves them; only the MongoDB URL (the
 harness's FerretDB instead of the ``mongo`` service) and the secrets differ. The browser is the
 system's headless Chromium.
@@ -22,8 +22,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.harness.endpoints import Endpoints
-from tests.harness.mongo_express import MongoExpress
+from native.servers.endpoints import Endpoints
+from native.servers.mongo_express import MongoExpress
 from tests.integration.pipeline import free_port
 from tests.ui.browser import artifacts_dir, chromium, wait_for
 from tests.ui.conftest import Consumed

@@ -1,7 +1,7 @@
 """pgAdmin, used the way the README tells a learner to: log in, open the pre-registered server
 without a password prompt, run a README query in the Query Tool, see the consumer's rows.
 
-pgAdmin 9.8 runs natively (tests/harness/pgadmin.py) with the server list and ``.pgpass`` that
+pgAdmin 9.8 runs natively (native/servers/pgadmin.py) with the server list and ``.pgpass`` that
 ``pgadmin/render_config.py`` renders, the compose file's ``PGADMIN_CONFIG_*`` settings and its
 login e-mail; only the database address differs (the harness's PostgreSQL instead of the
 ``postgres`` service). The browser is the system's headless Chromium.
@@ -24,8 +24,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.harness.endpoints import Endpoints
-from tests.harness.pgadmin import Database, Login, PgAdmin
+from native.servers.endpoints import Endpoints
+from native.servers.pgadmin import Database, Login, PgAdmin
 from tests.integration.pipeline import free_port
 from tests.ui.browser import artifacts_dir, chromium, wait_for
 from tests.ui.conftest import REPO, Consumed

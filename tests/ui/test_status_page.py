@@ -26,8 +26,8 @@ from kafka import KafkaConsumer, TopicPartition
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.harness import nifi as nifi_harness
-from tests.harness.endpoints import Endpoints
+from native.servers import nifi as nifi_harness
+from native.servers.endpoints import Endpoints
 from tests.integration import quotes_api_server
 from tests.integration.pipeline import (
     ConsumerProcess,

@@ -2,7 +2,7 @@
 
 Why with the real parser: ``docker-compose config`` resolves interpolation, ``${VAR:?}`` errors,
 YAML anchors and defaults exactly as ``docker compose up`` will, and needs no Docker engine. The
-binary is built once from Compose's Go module (tests/harness/compose.py, ~2 minutes cold) and
+binary is built once from Compose's Go module (tests/compose_cli.py, ~2 minutes cold) and
 cached outside the repository. Every run of ``config`` gets a scrubbed environment and an env
 file copied from .env.example, so a developer's own .env or exported variables cannot change the
 result.
@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness import compose as compose_harness
-from tests.harness import servers
+from native.servers.kafka import KRAFT_CLEANER_BUFFER_BYTES, KRAFT_KAFKA_VERSION
+from tests import compose_cli
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -123,8 +123,8 @@ def assert_pinned(image: str, where: str) -> None:
 @pytest.fixture(scope="session")
 def compose_bin() -> Path:
     try:
-        return compose_harness.install()
-    except compose_harness.ComposeUnavailable as error:
+        return compose_cli.install()
+    except compose_cli.ComposeUnavailable as error:
         pytest.fail(f"docker-compose is needed for these checks and could not be built: {error}")
 
 
@@ -728,7 +728,7 @@ KRAFT_VARIANTS = {
     "kraft": ("docker-compose.kraft.yml",),
     "replicated": ("docker-compose.kraft.yml", "docker-compose.replicated.yml"),
 }
-KRAFT_IMAGE = f"apache/kafka:{servers.KRAFT_KAFKA_VERSION}"
+KRAFT_IMAGE = f"apache/kafka:{KRAFT_KAFKA_VERSION}"
 # The apache/kafka image's VOLUMEs: mapped, so no anonymous volume piles up.
 KRAFT_IMAGE_VOLUMES = {"/var/lib/kafka/data", "/etc/kafka/secrets", "/mnt/shared/config"}
 
@@ -887,7 +887,7 @@ def test_variant_brokers_cleaner_buffer_fits_the_heap(variant_services: dict[str
         buffer = int(env.get("KAFKA_LOG_CLEANER_DEDUPE_BUFFER_SIZE", KAFKA_DEFAULT_CLEANER_BUFFER))
         assert buffer <= int(heap.group(1)) * 2**20 // 4, name
         if int(heap.group(1)) <= 256:
-            assert buffer == servers.KRAFT_CLEANER_BUFFER_BYTES, f"{name}: as the harness's nodes"
+            assert buffer == KRAFT_CLEANER_BUFFER_BYTES, f"{name}: as the harness's nodes"
 
 
 def test_kafka_init_sets_min_insync_replicas_only_when_asked(fake_kafka: dict[str, str]) -> None:

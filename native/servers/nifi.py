@@ -4,7 +4,7 @@ Why this exists: the machines that build and test this project have no Docker en
 NiFi binary zip (``nifi-assembly``) is not served by the package registry reachable here. NiFi
 is, however, nothing more than a class path (``lib/*.jar``), a set of NiFi archives
 (``lib/*.nar``) and a ``conf/`` folder, so this module rebuilds that layout from the artifacts
-that *are* published, with ``mvn dependency:copy-dependencies`` on ``tests/harness/nifi/pom.xml``:
+that *are* published, with ``mvn dependency:copy-dependencies`` on ``native/servers/nifi/pom.xml``:
 
 - ``lib/``: nifi-api, nifi-runtime, nifi-nar-utils, nifi-properties, logback, slf4j, ...;
 - ``lib/*.nar``: framework, Jetty, web server (REST API), provenance, standard processors;
@@ -18,14 +18,14 @@ template in ``nifi/quotes-flow.xml`` names 1.28.1 bundles; NiFi maps a template'
 one installed version of the same component, so it instantiates unchanged. See NIFI_VERSION.
 
 Layout (cached, shared by every clone): ``$STREAMLAB_CACHE/nifi-<version>-<stamp>/``, the stamp
-being a hash of the poms, the test doubles and this file (default cache
+being a hash of the poms, the stand-ins and this file (default cache
 ``~/.cache/streamlab``). Instance (conf, repositories, logs, credentials; thrown away by
 ``reset``): ``$STREAMLAB_RUN/nifi`` (default ``/tmp/streamlab-<uid>/nifi``).
 
 NiFi is started directly (``org.apache.nifi.NiFi``) rather than through ``bin/nifi.sh`` and its
 bootstrap process, so the pid written here is the JVM itself and ``stop`` ends exactly it.
 
-Usage: ``python -m tests.harness.nifi {install,start,stop,status,env,reset}``.
+Usage: ``python -m native.servers.nifi {install,start,stop,status,env,reset}``.
 """
 
 from __future__ import annotations
@@ -51,13 +51,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-from tests.harness.servers import HarnessError, cache_dir, java, run_dir
+from native.servers.cache import cache_dir
+from native.servers.process import HarnessError, java, run_dir
 
 REPO = Path(__file__).resolve().parents[2]
-POM = REPO / "tests" / "harness" / "nifi" / "pom.xml"
-BOOTSTRAP_POM = REPO / "tests" / "harness" / "nifi" / "bootstrap-pom.xml"
-DOUBLES_POM = REPO / "tests" / "harness" / "nifi" / "testdoubles" / "pom.xml"
-DOUBLES_NAR = "streamlab-nifi-test-doubles-nar"
+POM = Path(__file__).resolve().parent / "nifi" / "pom.xml"
+BOOTSTRAP_POM = POM.parent / "bootstrap-pom.xml"
+# Apache's pieces the registry does not serve, stood in for (stand-ins/README.md); the NAR keeps
+# the name it was first built under.
+STAND_INS_POM = POM.parent / "stand-ins" / "pom.xml"
+STAND_INS_NAR = "streamlab-nifi-test-doubles-nar"
 
 # Newest NiFi release whose runtime artifacts are all served by the registry here; 1.19 to 1.28
 # lack at least nifi-runtime or nifi-framework-nar. Must match <nifi.version> in the pom.
@@ -69,7 +72,7 @@ DEFAULT_USERNAME = "streamlab"
 # NiFi's single-user tooling ignores passwords shorter than 12 characters (and then starts with
 # generated credentials); the harness refuses them instead.
 MIN_PASSWORD_LENGTH = 12
-# Must match ITERATIONS in testdoubles/.../SingleUserLoginProvider.java.
+# Must match ITERATIONS in stand-ins/.../SingleUserLoginProvider.java.
 PBKDF2_ITERATIONS = 120_000
 
 
@@ -117,7 +120,7 @@ def settings() -> Settings:
     return Settings(
         port=int(os.environ.get("STREAMLAB_NIFI_PORT", str(DEFAULT_PORT))),
         heap=os.environ.get("STREAMLAB_NIFI_HEAP", DEFAULT_HEAP),
-        # Keyed by what it was built from, so branches with different test doubles never
+        # Keyed by what it was built from, so branches with different stand-ins never
         # replace a layout that another checkout's running NiFi links to.
         layout=cache_dir() / f"nifi-{NIFI_VERSION}-{_layout_stamp()[:12]}",
         home=Path(os.environ.get("STREAMLAB_NIFI_HOME", run_dir() / "nifi")),
@@ -160,7 +163,7 @@ def _layout_stamp() -> str:
     """What the cached layout was made from; a changed pom makes ``install`` redo it."""
     digest = hashlib.sha256()
     digest.update(NIFI_VERSION.encode())
-    sources = [Path(__file__), POM, BOOTSTRAP_POM, *sorted(DOUBLES_POM.parent.rglob("*"))]
+    sources = [Path(__file__), POM, BOOTSTRAP_POM, *sorted(STAND_INS_POM.parent.rglob("*"))]
     for path in sources:
         if path.is_file() and "target" not in path.parts:
             digest.update(path.relative_to(REPO).as_posix().encode() + b"\0" + path.read_bytes())
@@ -205,7 +208,7 @@ def install() -> Path:
             ],
             timeout_s=600,
         )
-        _build_test_doubles(staging, extra)
+        _build_stand_ins(staging, extra)
         missing = [
             name
             for name in (
@@ -213,7 +216,7 @@ def install() -> Path:
                 "nifi-framework-nar",
                 "nifi-server-nar",
                 "nifi-standard-nar",
-                DOUBLES_NAR,
+                STAND_INS_NAR,
             )
             if not list((staging / "lib").glob(f"{name}-*"))
         ]
@@ -228,26 +231,26 @@ def install() -> Path:
     return cfg.layout
 
 
-def _build_test_doubles(staging: Path, extra: list[str]) -> None:
-    """Compile tests/harness/nifi/testdoubles and pack it as a NAR into the layout's lib/.
+def _build_stand_ins(staging: Path, extra: list[str]) -> None:
+    """Compile native/servers/nifi/stand-ins and pack it as a NAR into the layout's lib/.
 
     A NAR is a zip of META-INF/MANIFEST.MF (its coordinates) and
-    META-INF/bundled-dependencies/*.jar; see testdoubles/README.md for why these doubles exist.
+    META-INF/bundled-dependencies/*.jar; see stand-ins/README.md for why they exist.
     """
-    build = staging / "build-test-doubles"
+    build = staging / "build-stand-ins"
     run(
-        ["mvn", "-B", "-q", "-f", str(DOUBLES_POM), "package", f"-Dbuild.dir={build}", *extra],
+        ["mvn", "-B", "-q", "-f", str(STAND_INS_POM), "package", f"-Dbuild.dir={build}", *extra],
         timeout_s=600,
     )
     jars = [*sorted((build / "bundled-dependencies").glob("*.jar")), *build.glob("*.jar")]
     manifest = (
         "Manifest-Version: 1.0\r\n"
         "Nar-Group: streamlab.test\r\n"
-        f"Nar-Id: {DOUBLES_NAR}\r\n"
+        f"Nar-Id: {STAND_INS_NAR}\r\n"
         "Nar-Version: 1.0.0\r\n"
-        "Created-By: tests/harness/nifi.py\r\n\r\n"
+        "Created-By: native/servers/nifi.py\r\n\r\n"
     )
-    with zipfile.ZipFile(staging / "lib" / f"{DOUBLES_NAR}-1.0.0.nar", "w") as nar:
+    with zipfile.ZipFile(staging / "lib" / f"{STAND_INS_NAR}-1.0.0.nar", "w") as nar:
         # NiFi's unpacker creates folders only from explicit directory entries.
         nar.writestr("META-INF/", "")
         nar.writestr("META-INF/MANIFEST.MF", manifest)
@@ -361,7 +364,7 @@ def _make_keystores(conf: Path, password: str) -> None:
 
 
 def _write_login(conf: Path, username: str, password: str) -> None:
-    """Configure the single-user login and authorizer (test doubles, see testdoubles/).
+    """Configure the single-user login and authorizer (stand-ins, see stand-ins/).
 
     The password is stored only as a salted PBKDF2-SHA256 hash, like NiFi's own bcrypt hash.
     """
@@ -426,7 +429,7 @@ def prepare_instance() -> Settings:
         cfg.credentials_file.chmod(0o600)
     lib = cfg.home / "lib"
     if lib.is_symlink() and lib.resolve() != (layout / "lib").resolve():
-        # the test doubles or poms changed since this instance was made: use the new layout
+        # the stand-ins or poms changed since this instance was made: use the new layout
         lib.unlink()
         lib.symlink_to(layout / "lib", target_is_directory=True)
     _edit_properties(
@@ -622,7 +625,7 @@ def token(cfg: Settings, username: str, password: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; errors are one message and exit code 1, not a traceback."""
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.nifi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m native.servers.nifi", description=__doc__)
     parser.add_argument(
         "command", choices=["install", "start", "stop", "status", "env", "reset", "token"]
     )

@@ -14,9 +14,9 @@ dependencies are exactly the ones go.sum pins).
 
 Usage::
 
-    python -m tests.harness.compose install   # build if needed; print the binary's path
-    python -m tests.harness.compose path      # print the path if already built, else exit 1
-    python -m tests.harness.compose version   # print the cached binary's version
+    python -m tests.compose_cli install   # build if needed; print the binary's path
+    python -m tests.compose_cli path      # print the path if already built, else exit 1
+    python -m tests.compose_cli version   # print the cached binary's version
 
 Cache: ``${STREAMLAB_CACHE:-~/.cache/streamlab}/compose/<version>/docker-compose``. Go's own
 module and build caches (GOMODCACHE, GOCACHE) are used as configured, so a rebuild is quick.
@@ -218,7 +218,7 @@ def install(*, force: bool = False, log: TextIO = sys.stderr) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.compose", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.compose_cli", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     install_cmd = sub.add_parser("install", help="build if needed, print the binary path")
     install_cmd.add_argument("--force", action="store_true", help="rebuild even if cached")

@@ -1,15 +1,15 @@
-"""The lab's servers: the test harness's Kafka + ZooKeeper, PostgreSQL, FerretDB and NiFi.
+"""This lab's servers: ``native.servers``' Kafka + ZooKeeper, PostgreSQL, FerretDB and NiFi.
 
-Why through the harness's command line (``python -m tests.harness``) and not by importing it:
-the harness reads its ports and run directory from the environment once, at import, and must
+Why through their command line (``python -m native.servers``) and not by importing them:
+the package reads its ports and run directory from the environment once, at import, and must
 keep its test defaults. A child process with the lab's environment gets the lab's ports and
 directory, and ``STREAMLAB_KEEP_DATA=1`` keeps Kafka's and ZooKeeper's data, which the tests'
 cluster throws away at every start. The servers run in their own sessions and outlive that
-child; ``python -m tests.harness down`` stops them in reverse order (Kafka before ZooKeeper, so
+child; ``python -m native.servers down`` stops them in reverse order (Kafka before ZooKeeper, so
 the broker deregisters cleanly and the next start finds no stale registration).
 
 A first run downloads and builds (Kafka jars with Maven, FerretDB with Go, NiFi with Maven),
-which takes minutes without a word from Maven or Go: :func:`run_step` passes the harness's own
+which takes minutes without a word from Maven or Go: :func:`run_step` passes the servers' own
 lines through and adds a line every 15 s with the time spent and how much the download and
 build caches grew, so a person can see it is working.
 """
@@ -33,8 +33,8 @@ from native.layout import HOST, LabError, Layout
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "nifi" / "deploy.py"
-HARNESS = [sys.executable, "-m", "tests.harness"]
-NIFI = [sys.executable, "-m", "tests.harness.nifi"]
+SERVERS = [sys.executable, "-m", "native.servers"]
+NIFI = [sys.executable, "-m", "native.servers.nifi"]
 TICK_S = 15.0
 
 
@@ -43,7 +43,7 @@ def log(message: str) -> None:
 
 
 def environment(layout: Layout, ports: Mapping[str, int]) -> dict[str, str]:
-    """The harness's settings for this lab: its directory, its ports, its data kept."""
+    """The servers' settings for this lab: its directory, its ports, its data kept."""
     env = {k: v for k, v in os.environ.items() if k not in ("STREAMLAB_NIFI_HOME",)}
     env.update(
         {
@@ -162,11 +162,11 @@ def run_step(what: str, cmd: list[str], env: Mapping[str, str], timeout_s: float
 
 def start(layout: Layout, ports: Mapping[str, int]) -> None:
     """Kafka + ZooKeeper, PostgreSQL and FerretDB, each on the lab's port with the lab's data."""
-    run_step("starting the servers", [*HARNESS, "up"], environment(layout, ports), 1800)
+    run_step("starting the servers", [*SERVERS, "up"], environment(layout, ports), 1800)
 
 
 def stop(layout: Layout, ports: Mapping[str, int]) -> None:
-    run_step("stopping the servers", [*HARNESS, "down"], environment(layout, ports), 180)
+    run_step("stopping the servers", [*SERVERS, "down"], environment(layout, ports), 180)
 
 
 def postgres_password(layout: Layout) -> str:

@@ -24,21 +24,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.servers import (
-    REPO,
-    HarnessError,
-    build_once,
-    cache_dir,
-    install_command,
-    log,
-    run,
-    stop_child,
-    wait_until,
-)
+from native.servers.cache import build_once, cache_dir, install_command
+from native.servers.process import HarnessError, log, run, stop_child, wait_until
 
 PGADMIN_VERSION = "9.8"  # docker-compose.yml: dpage/pgadmin4:9.8
+REPO = Path(__file__).resolve().parents[2]  # the lab's pgadmin/: server list, render_config.py
 # Every package of the virtualenv, pinned (pgAdmin's own requirements are ranges).
-REQUIREMENTS = REPO / "tests" / "harness" / "pgadmin" / "requirements.txt"
+REQUIREMENTS = Path(__file__).resolve().parent / "pgadmin" / "requirements.txt"
 START_TIMEOUT_S = 90
 
 
@@ -200,7 +192,7 @@ class PgAdmin:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return install_command("tests.harness.pgadmin", install, argv)
+    return install_command("native.servers.pgadmin", install, argv)
 
 
 if __name__ == "__main__":

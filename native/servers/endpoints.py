@@ -1,7 +1,7 @@
 """Where the real servers are, and throwaway databases on them: shared by the tests and bench/.
 
 Endpoints come from the environment first (so the same tests and benchmark run against the
-compose stack), then from the settings file ``python -m tests.harness up`` writes.
+compose stack), then from the settings file ``python -m native.servers up`` writes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pymongo
 from dotenv import dotenv_values
 from psycopg2 import sql
 
-from tests.harness import servers
+from native import servers
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 NAMES = (
@@ -93,7 +93,7 @@ def load() -> Endpoints:
     if missing:
         raise EndpointError(
             f"test servers not configured ({', '.join(missing)} unset): run `make servers` "
-            "(python -m tests.harness up), or export the compose stack's endpoints"
+            "(python -m native.servers up), or export the compose stack's endpoints"
         )
     endpoints = Endpoints(
         kafka=values["KAFKA_BOOTSTRAP_SERVERS"],
@@ -111,7 +111,7 @@ def load() -> Endpoints:
         if not _reachable(host, port):
             raise EndpointError(
                 f"{name} is not reachable at {host}:{port}: run `make servers` "
-                "(python -m tests.harness up)"
+                "(python -m native.servers up)"
             )
     return endpoints
 

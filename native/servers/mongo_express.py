@@ -6,7 +6,7 @@ patch (``mongodb-query-parser``), neither of which npm can fetch; and it ships n
 assets, so ``node app.js`` stops on a missing ``build-assets.json``. So the install:
 
 1. fetches the package itself (``npm pack mongo-express@1.0.2``);
-2. swaps its ``package.json`` for ``tests/harness/mongo-express/package.json``: the same runtime
+2. swaps its ``package.json`` for ``native/servers/mongo-express/package.json``: the same runtime
    dependencies at exact versions (the two above as their npm releases), plus only the build
    tools its ``webpack.config.js`` needs; ``package-lock.json`` beside it pins the whole tree;
 3. installs that tree with ``npm ci --ignore-scripts`` (no install scripts run);
@@ -28,20 +28,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.harness.servers import (
-    REPO,
-    HarnessError,
-    build_once,
-    cache_dir,
-    install_command,
-    log,
-    run,
-    stop_child,
-    wait_until,
-)
+from native.servers.cache import build_once, cache_dir, install_command
+from native.servers.process import HarnessError, log, run, stop_child, wait_until
 
 MONGO_EXPRESS_VERSION = "1.0.2"  # docker-compose.yml: mongo-express:1.0.2-20-alpine3.19
-PINS = REPO / "tests" / "harness" / "mongo-express"
+PINS = Path(__file__).resolve().parent / "mongo-express"
 START_TIMEOUT_S = 60
 
 
@@ -128,7 +119,7 @@ class MongoExpress:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return install_command("tests.harness.mongo_express", install, argv)
+    return install_command("native.servers.mongo_express", install, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,46 @@
+"""Downloads and builds, shared by every clone on the machine, each filled once under a lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from native.servers.process import HarnessError
+
+
+def cache_dir() -> Path:
+    """Downloads and builds, shared by every clone on the machine."""
+    return Path(os.environ.get("STREAMLAB_CACHE", Path.home() / ".cache" / "streamlab"))
+
+
+def build_once(home: Path, build: Callable[[], None]) -> None:
+    """Fill the cache entry ``home`` with ``build`` unless an earlier run completed it.
+
+    Under a file lock, because another checkout (or CI's second pass) may be filling the same
+    entry at the same moment; ``home/.complete`` is written only once ``build`` has returned.
+    """
+    if (home / ".complete").exists():
+        return
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with (home.parent / f".{home.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / ".complete").exists():
+            build()
+            (home / ".complete").touch()
+
+
+def install_command(module: str, install: Callable[[], object], argv: list[str] | None) -> int:
+    """``python -m MODULE install``: fill a cache ahead of the tests (CI runs it)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["install"]:
+        print(f"usage: python -m {module} install", file=sys.stderr)
+        return 2
+    try:
+        print(install())
+    except HarnessError as error:
+        print(f"[harness] error: {error}", file=sys.stderr)
+        return 1
+    return 0
