@@ -247,6 +247,14 @@ def test_every_compose_command_goes_through_the_finder(
 # --- What the README promises -------------------------------------------------------------------
 
 
+def test_readme_first_section_shows_both_spellings_and_the_minimum() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Three commands", 1)[1].split("\n## ", 1)[0]
+    assert "docker compose up -d" in section
+    assert "docker-compose up -d" in section
+    assert f"Compose {MIN_VERSION}" in section
+
+
 def test_the_minimum_is_judged_by_the_merged_result_not_the_exit_code() -> None:
     """2.24.0 accepted the KRaft override and kept ZooKeeper settings: that must count as a fail."""
     kraft = {"KAFKA_NODE_ID": "1"}
