@@ -13,7 +13,13 @@ $(error VARIANT=$(VARIANT) is not a lab variant: use kraft or replicated, or lea
 endif
 VARIANT_FILES_kraft := -f docker-compose.yml -f docker-compose.kraft.yml
 VARIANT_FILES_replicated := $(VARIANT_FILES_kraft) -f docker-compose.replicated.yml
-COMPOSE ?= docker compose $(VARIANT_FILES_$(VARIANT))
+# Every Compose command runs through compose/compose.sh: `docker compose`, else a standalone
+# `docker-compose` v2, once it has checked the version and that the daemon answers; if something
+# is missing it says what in one line, with the fix and `make demo`. To name the command
+# yourself: DOCKER_COMPOSE=docker-compose (still checked). The variant's files are added either
+# way: COMPOSE is not read from the environment, where an exported COMPOSE used to drop them.
+FIND_COMPOSE := compose/compose.sh
+COMPOSE := $(strip $(FIND_COMPOSE) $(VARIANT_FILES_$(VARIANT)))
 N ?= 3
 TOPIC ?= quotes
 DLQ ?= quotes.dlq
@@ -50,8 +56,11 @@ check-env: .env
 	  exit 1; \
 	fi
 
+# Compose first, then .env: a machine that cannot run the lab gets one line and no new .env.
 .PHONY: up
-up: check-env ## Start the whole lab (creates .env on first run)
+up: ## Start the whole lab (creates .env on first run)
+	@$(FIND_COMPOSE) --which > /dev/null
+	@$(MAKE) --no-print-directory check-env
 	$(COMPOSE) up -d --build
 	@echo "Starting; NiFi needs 1-3 minutes the first time (make ps, make logs SERVICE=nifi)."
 	@echo "Status http://localhost:8088  Kafka UI http://localhost:8080  pgAdmin http://localhost:5050  mongo-express http://localhost:8081  NiFi https://localhost:8443/nifi"
@@ -111,6 +120,7 @@ scale: ## Run N consumer replicas in one group (make scale N=3)
 
 .PHONY: counts
 counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
+	@$(FIND_COMPOSE) --which > /dev/null  # the lines below pipe into awk, which would hide its failure
 	@printf 'kafka records (quotes):   '; $(KAFKA_CLI) kafka-get-offsets --bootstrap-server kafka:29092 --topic $(TOPIC) | awk -F: '{s += $$3} END {print s + 0}'
 	@printf 'kafka dead letters:       '; $(KAFKA_CLI) kafka-get-offsets --bootstrap-server kafka:29092 --topic $(DLQ) | awk -F: '{s += $$3} END {print s + 0}'
 	@printf 'postgres rows:            '; $(COMPOSE) exec -T postgres sh -c 'psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB" -Atc "SELECT count(*) FROM quotes"'

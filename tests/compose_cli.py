@@ -134,7 +134,8 @@ def _run(cmd: list[str], *, cwd: Path | None, timeout: int, log: TextIO) -> str:
     log.write(result.stderr)
     log.flush()
     if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        # `go mod download -json` reports its error in the JSON on stdout.
+        tail = "\n".join((result.stderr.strip() or result.stdout.strip()).splitlines()[-15:])
         raise ComposeUnavailable(f"`{' '.join(cmd)}` failed (exit {result.returncode}):\n{tail}")
     return result.stdout
 
@@ -172,26 +173,39 @@ def build(version: str = COMPOSE_VERSION, *, log: TextIO = sys.stderr) -> Path:
         for path in [source, *source.rglob("*")]:
             if not path.is_symlink():
                 path.chmod(path.stat().st_mode | 0o200)
-        staged = Path(work) / "docker-compose"
-        _run(
-            [
-                go,
-                "build",
-                "-trimpath",
-                "-ldflags",
-                f"-s -w -X {_VERSION_SYMBOL}={version}",
-                "-o",
-                str(staged),
-                "./cmd",
-            ],
-            cwd=source,
-            timeout=BUILD_TIMEOUT_S,
-            log=log,
-        )
-        if probe(staged) is None:
-            raise ComposeUnavailable(f"the freshly built {staged} does not run")
-        os.replace(staged, target)  # atomic: readers see the old binary or the whole new one
+        compile_source(source, version, log=log)
     log.write(f"built {target} in {time.monotonic() - started:.0f} s\n")
+    return target
+
+
+def compile_source(source: Path, version: str, *, log: TextIO = sys.stderr) -> Path:
+    """Build Compose's writable source tree ``source`` as ``version`` into the cache.
+
+    Also for a release the module proxy does not serve: its tag's tree from a clone of
+    docker/compose (tests/compose_minimum.py --git).
+    """
+    go = _go()
+    target = binary_path(version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = source.parent / "docker-compose"
+    _run(
+        [
+            go,
+            "build",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X {_VERSION_SYMBOL}={version}",
+            "-o",
+            str(staged),
+            "./cmd",
+        ],
+        cwd=source,
+        timeout=BUILD_TIMEOUT_S,
+        log=log,
+    )
+    if probe(staged) is None:
+        raise ComposeUnavailable(f"the freshly built {staged} does not run")
+    os.replace(staged, target)  # atomic: readers see the old binary or the whole new one
     return target
 
 

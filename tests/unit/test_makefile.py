@@ -1,4 +1,9 @@
-"""The Makefile's promises that need no Docker: help, .env creation, the NiFi password check."""
+"""The Makefile's promises that need no Docker: help, .env creation, the NiFi password check.
+
+`make up` looks for Compose before it reads .env, so its tests here run with stand-in `docker`
+executables (tests/compose_standins.py): test doubles for a program that cannot run on these
+machines. They start nothing. test_make_up.py covers finding Compose itself.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests import compose_standins
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = [
@@ -29,6 +36,8 @@ def make(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def lab(tmp_path: Path) -> Path:
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
     shutil.copy(REPO / ".env.example", tmp_path / ".env.example")
+    (tmp_path / "compose").mkdir()
+    shutil.copy2(REPO / "compose" / "compose.sh", tmp_path / "compose" / "compose.sh")
     return tmp_path
 
 
@@ -67,20 +76,33 @@ def test_env_is_created_with_fresh_secrets_and_kept_afterwards(lab: Path) -> Non
     assert (lab / ".env").read_text() == env, "an existing .env is never rewritten"
 
 
+def make_up(lab: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`make up` with a working Compose played by stand-ins; returns what they were asked."""
+    standins = compose_standins.install(lab / "stand-ins", plugin="2.40.3")
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(lab), "up"],
+        env=standins.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result, standins.calls()
+
+
 def test_up_refuses_a_short_nifi_password(lab: Path) -> None:
     (lab / ".env").write_text("NIFI_USERNAME=admin\nNIFI_PASSWORD=short-pass\n")
-    result = make(lab, "up")
+    result, calls = make_up(lab)
     assert result.returncode != 0
     assert "NIFI_PASSWORD in .env has 10 characters; NiFi needs at least 12" in result.stderr
-    assert "docker compose" not in result.stdout, "nothing is started"
+    assert not any(" up " in call for call in calls), "nothing is started"
 
 
 def test_up_refuses_a_short_nifi_username(lab: Path) -> None:
     (lab / ".env").write_text("NIFI_USERNAME=nif\nNIFI_PASSWORD=long-enough-password\n")
-    result = make(lab, "up")
+    result, calls = make_up(lab)
     assert result.returncode != 0
     assert "NIFI_USERNAME in .env has 3 characters; NiFi needs at least 4" in result.stderr
-    assert "docker compose" not in result.stdout, "nothing is started"
+    assert not any(" up " in call for call in calls), "nothing is started"
 
 
 def test_check_env_accepts_the_minimum_lengths(lab: Path) -> None:
