@@ -8,6 +8,7 @@ utime+stime over all its threads, ``/proc/<pid>/status`` VmHWM), not estimated f
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.infra import REPO, Endpoints
+from bench.infra import REPO, Context
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Variables the consumer reads; inherited ones are dropped so a developer's shell or .env
@@ -55,18 +56,18 @@ def read_proc(pid: int) -> ProcStats:
 
 
 def consumer_env(
-    endpoints: Endpoints,
-    *,
+    ctx: Context,
     topic: str,
     group: str,
-    dlq_topic: str,
-    pg_db: str,
-    mongo_db: str,
-    batch_size: int,
-    batch_timeout_ms: int,
+    dbs: dict[str, str],
+    dlq_topic: str = "unused",
+    batch_timeout_ms: int | None = None,
 ) -> dict[str, str]:
-    """Every setting the consumer reads, spelled out (see quotes_consumer/settings.py)."""
+    """Every setting the consumer reads, spelled out (see quotes_consumer/settings.py); ``dbs``
+    names the PostgreSQL and the MongoDB database. The naive and Quix programs read the servers
+    from the same variables."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
+    endpoints = ctx.endpoints
     return {
         **inherited,
         "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
@@ -76,14 +77,14 @@ def consumer_env(
         "KAFKA_AUTO_OFFSET_RESET": "earliest",
         "POSTGRES_HOST": endpoints.pg_host,
         "POSTGRES_PORT": str(endpoints.pg_port),
-        "POSTGRES_DB": pg_db,
+        "POSTGRES_DB": dbs["postgres"],
         "POSTGRES_USER": endpoints.pg_user,
         "POSTGRES_PASSWORD": endpoints.pg_password,
         "MONGO_URI": endpoints.mongo_uri,
-        "MONGO_DB": mongo_db,
+        "MONGO_DB": dbs["mongo"],
         "MONGO_COLLECTION": "quotes",
-        "CONSUMER_BATCH_SIZE": str(batch_size),
-        "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms),
+        "CONSUMER_BATCH_SIZE": str(ctx.batch_size),
+        "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms or ctx.batch_timeout_ms),
         "CONSUMER_MAX_RECORD_BYTES": "65536",
         "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
         "CONSUMER_UNHEALTHY_AFTER_S": "60",
@@ -94,7 +95,8 @@ def consumer_env(
 
 
 class Child:
-    """One child process (consumer or naive reference) with its output in a log file."""
+    """One child process (a consumer, Quix Streams or the naive one) with its output in a log
+    file; ``usage`` is what the kernel counted for it, read just before it is stopped."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.argv = [sys.executable, *argv]
@@ -102,6 +104,7 @@ class Child:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0  # time.time(), comparable with database timestamps
+        self.usage = ProcStats(math.nan, math.nan)
 
     def start(self) -> Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,14 +148,12 @@ class Child:
             time.sleep(0.05)
         raise RuntimeError(f"no {text!r} after {timeout_s:.0f}s:\n{self.log()}")
 
-    def stats(self) -> ProcStats:
-        return read_proc(self.pid)
-
     def stop(self, timeout_s: float = 30) -> int:
         """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
+            self.usage = read_proc(self.pid)
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout_s)

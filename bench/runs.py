@@ -1,10 +1,10 @@
-"""One measurement each: the consumer (per mode), the naive reference, and the raw ceilings.
+"""One run of a program over a topic: the consumer (per mode), Quix Streams, the naive reference.
 
-Every consumer run gets a fresh consumer group, dead-letter topic, PostgreSQL database (made from
-``sql/*.sql``) and MongoDB database, and counts as finished only when the group's committed
-offsets cover every record of the topic, which the consumer does only after PostgreSQL, MongoDB
-and the dead-letter topic all accepted the batch; the stored counts are then checked (every
-valid record in each active database, every invalid one in the dead-letter topic).
+Every run gets a fresh consumer group and fresh databases (the consumer also a fresh dead-letter
+topic), and counts as finished only when the group's committed offsets cover every record of the
+topic, which the consumer does only after PostgreSQL, MongoDB and the dead-letter topic all
+accepted the batch; the stored counts are then checked (every valid record in each active
+database, every invalid one in the dead-letter topic).
 
 Throughput window: from the first batch's ``ingested_at`` (the consumer's clock right after its
 first poll, read back from the database) to the moment the bench saw the last offsets committed
@@ -21,51 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from bench import cpu, stored
-from bench.infra import Endpoints, Scratch
+from bench.infra import Context
 from bench.process import Child, WaitTimeout, consumer_env, wait_until
 from bench.stored import Percentiles
-from bench.workload import counts, publish_at_rate
+from bench.workload import counts, publish
 
-MODES: dict[str, list[str]] = {
-    "both": ["-m", "quotes_consumer"],
-    "postgres": ["-m", "bench.one_sink", "postgres"],
-    "mongo": ["-m", "bench.one_sink", "mongo"],
+# The consumer's modes and the sinks each writes: "both" is ``python -m quotes_consumer``, the
+# others ``python -m bench.one_sink SINK``, the same service with the other sink a no-op.
+SINKS_OF: dict[str, tuple[str, ...]] = {
+    "both": ("postgres", "mongo"),
+    "postgres": ("postgres",),
+    "mongo": ("mongo",),
 }
-SINKS_OF = {"both": ("postgres", "mongo"), "postgres": ("postgres",), "mongo": ("mongo",)}
 COMMIT_POLL_S = 0.05
 
 
-@dataclass
-class Context:
-    """What every measurement needs: servers, scratch space, consumer settings, output."""
+class _Rate:
+    """Records per second over a run's window (nan when nothing was timed)."""
 
-    endpoints: Endpoints
-    scratch: Scratch
-    logs: Path
-    batch_size: int
-    batch_timeout_ms: int
-    partitions: int = 3
-    progress: bool = True
+    records: int
+    seconds: float
 
-    def bar(self, total: int, desc: str, unit: str = "rec") -> tqdm[Any]:
-        return tqdm(
-            total=total,
-            desc=desc,
-            unit=unit,
-            unit_scale=True,
-            leave=False,
-            dynamic_ncols=True,
-            disable=None if self.progress else True,  # None: only on a terminal
-        )
+    @property
+    def throughput(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else math.nan
 
 
 @dataclass
-class ConsumerResult:
+class ConsumerResult(_Rate):
     mode: str
-    phase: str  # "full" (pre-loaded topic) or "rate" (published while consuming)
+    phase: str  # "full" (pre-loaded topic), "rate" (published while consuming) or "big"
     records: int
     batch_timeout_ms: int
     seconds: float = math.nan
@@ -78,9 +64,27 @@ class ConsumerResult:
     cpu: cpu.CpuUsage | None = None
     problems: list[str] = field(default_factory=list)
 
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
+
+@dataclass(frozen=True)
+class NaiveResult(_Rate):
+    records: int
+    seconds: float
+    cpu_s: float
+    peak_rss_mb: float
+
+
+@dataclass
+class QuixResult(_Rate):
+    """Like :class:`ConsumerResult`, fewer fields: its rows carry no write time for latency."""
+
+    sink: str
+    records: int
+    seconds: float = math.nan
+    startup_s: float = math.nan
+    cpu_s: float = math.nan
+    peak_rss_mb: float = math.nan
+    finished: bool = True
+    problems: list[str] = field(default_factory=list)
 
 
 def consumer_run(
@@ -97,73 +101,117 @@ def consumer_run(
     """Run the consumer over ``topic`` until all ``total`` records are committed.
 
     With ``rate``, the topic starts empty and the records are published at that rate once the
-    consumer holds its partitions; otherwise the topic is already loaded.
+    consumer holds its partitions; otherwise the topic is already loaded, and the CPU use from
+    the first commit to the last is measured.
     """
     timeout_ms = batch_timeout_ms or ctx.batch_timeout_ms
     result = ConsumerResult(mode, phase or ("rate" if rate else "full"), total, timeout_ms)
-    scratch = ctx.scratch
-    group = scratch.group("bench-group-")
-    dlq = scratch.topic("bench-dlq-", 1)
-    pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
-    env = consumer_env(
-        ctx.endpoints,
-        topic=topic,
-        group=group,
-        dlq_topic=dlq,
-        pg_db=pg_db,
-        mongo_db=mongo_db,
-        batch_size=ctx.batch_size,
-        batch_timeout_ms=timeout_ms,
-    )
-    argv = ["-m", "bench.profiled", str(profile_prefix)] if profile_prefix else MODES[mode]
-    name = f"{result.phase}-{mode}-{total}-{group[-10:]}"
-    child = Child(argv, env, ctx.logs / f"{name}.log").start()
+    group, dlq = ctx.scratch.group("bench-group-"), ctx.scratch.topic("bench-dlq-", 1)
+    dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
+    argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.one_sink", mode]
+    if profile_prefix:
+        argv = ["-m", "bench.profiled", str(profile_prefix)]
+    env = consumer_env(ctx, topic, group, dbs, dlq, timeout_ms)
+    child = Child(argv, env, ctx.logs / f"{result.phase}-{mode}-{total}-{group[-10:]}.log")
+    child.start()
+    first: list[tuple[float, cpu.Snapshot]] = []  # done_at is wall time
     try:
         if rate:
             child.wait_for_log("assigned partitions", timeout_s=60)
             with ctx.bar(total, f"publish {rate:.0f}/s, {mode}") as bar:
-                publish_at_rate(
-                    ctx.endpoints.kafka, topic, total, ctx.partitions, rate, progress=bar
-                )
-        first: list[tuple[float, cpu.Snapshot]] = []
-
-        def first_commit() -> None:
-            if not rate:
-                first.append((time.time(), cpu.snapshot(child.pid)))  # done_at is wall time
-
-        done_at = _wait_committed(
-            ctx, child, group, topic, total, f"consume {mode}", on_first=first_commit
-        )
+                publish(ctx.endpoints.kafka, topic, total, ctx.partitions, rate=rate, progress=bar)
+        on_first = None if rate else lambda: first.append((time.time(), cpu.snapshot(child.pid)))
+        done_at = _wait_committed(ctx, child, group, topic, total, f"consume {mode}", on_first)
         if first and done_at - first[0][0] >= cpu.MIN_WINDOW_S:
             started, before = first[0]
-            result.cpu = cpu.between(before, cpu.snapshot(child.pid), done_at - started)
-        usage = child.stats()
+            result.cpu = cpu.between([(before, cpu.snapshot(child.pid))], done_at - started)
     finally:
-        code = child.stop()
-    if code != 0:
-        result.problems.append(f"consumer exited with {code}; log {child.log_path}")
-    result.cpu_s, result.peak_rss_mb = usage.cpu_s, usage.peak_rss_mb
+        _stop(child, result, "consumer")
 
     valid, invalid = counts(total)
     firsts: list[float] = []
     for sink in SINKS_OF[mode]:
-        if sink == "postgres":
-            readback = stored.postgres(ctx.endpoints, pg_db)
-        else:
-            readback = stored.mongo(ctx.endpoints, mongo_db)
+        readback = (stored.postgres if sink == "postgres" else stored.mongo)(
+            ctx.endpoints, dbs[sink]
+        )
         if readback.count != valid:
             result.problems.append(f"{sink}: {readback.count} stored, {valid} expected")
         result.kafka_to_write[sink] = readback.kafka_to_write
         result.poll_to_write[sink] = readback.poll_to_write
         firsts.append(readback.first_ingested)
-    dead = scratch.end_offsets(dlq, 1)
+    dead = ctx.scratch.end_offsets(dlq, 1)
     if dead != invalid:
         result.problems.append(f"dead-letter topic: {dead} records, {invalid} expected")
-    first = min(firsts)
+    result.seconds = done_at - min(firsts)
+    result.startup_s = min(firsts) - child.started_at
+    ctx.scratch.release_databases()  # a 1M run leaves ~1 GB in FerretDB's files
+    return result
+
+
+def quix_run(
+    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float | None = None
+) -> QuixResult:
+    """Quix Streams (``bench/quix_reference.py``) over ``topic`` into a fresh database.
+
+    Finished as a consumer run is (Quix commits at each checkpoint, after its sink wrote), then
+    the stored rows or documents are counted. With ``timeout_s`` (the MongoDB sink, which
+    upserts one document at a time), a run not finished by then is stopped and reported with
+    the records committed so far.
+    """
+    result = QuixResult(sink, total)
+    group = ctx.scratch.group("bench-quix-")
+    db = ctx.scratch.pg_database() if sink == "postgres" else ctx.scratch.mongo_database()
+    argv = ["-m", "bench.quix_reference", "--sink", sink, "--topic", topic, "--group", group]
+    argv += ["--db", db, "--state-dir", str(ctx.logs / f"quix-state-{group[-10:]}")]
+    env = consumer_env(ctx, topic, group, {"postgres": db, "mongo": db})
+    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log").start()
+    try:
+        done_at = _wait_committed(
+            ctx, child, group, topic, total, f"Quix {sink}", timeout_s=timeout_s
+        )
+    except WaitTimeout:
+        done_at = time.time()
+        result.records = ctx.scratch.committed(group, topic)
+        result.finished = False
+        result.problems.append(
+            f"stopped after {timeout_s:.0f} s with {result.records} of {total} committed"
+        )
+    finally:
+        _stop(child, result, "Quix")
+    first = float(_reported(child, "first_record_at")["first_record_at"])
+    if sink == "postgres":
+        stored_count = stored.quix_postgres_count(ctx.endpoints, db)
+    else:
+        stored_count = stored.mongo_count(ctx.endpoints, db)
+    valid, _ = counts(total)
+    if result.finished and stored_count != valid:
+        result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
     result.seconds = done_at - first
     result.startup_s = first - child.started_at
-    scratch.release_databases()  # a 1M run leaves ~1 GB in FerretDB's files
+    ctx.scratch.release_databases()
     return result
+
+
+def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
+    """The lab material's per-message consumer (``bench/naive.py``) over the first ``limit``
+    records of ``topic``; it times itself, as it commits nothing the bench could watch."""
+    group = ctx.scratch.group("bench-naive-")
+    dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
+    argv = ["-m", "bench.naive", "--topic", topic, "--group", group, "--pg-db", dbs["postgres"]]
+    argv += ["--mongo-db", dbs["mongo"], "--limit", str(limit)]
+    env = consumer_env(ctx, topic, group, dbs)
+    child = Child(argv, env, ctx.logs / f"naive-{limit}-{group[-10:]}.log").start()
+    deadline = time.monotonic() + 120 + limit / 20
+    with ctx.bar(1, f"naive consumer, {limit} records", unit="run") as bar:
+        while child.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        bar.update(1)
+    code = child.stop()
+    ctx.scratch.release_databases()
+    if code != 0:
+        raise RuntimeError(f"naive consumer failed ({code}):\n{child.log()}")
+    data = _reported(child, "records")
+    return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
 
 
 def _wait_committed(
@@ -173,11 +221,11 @@ def _wait_committed(
     topic: str,
     total: int,
     desc: str,
-    timeout_s: float | None = None,
     on_first: Callable[[], None] | None = None,
+    timeout_s: float | None = None,
 ) -> float:
-    """Until the group committed every record; bounded by a generous floor of 300 records/s.
-    ``on_first`` is called when the first commit is seen."""
+    """Until the group committed every record, calling ``on_first`` at the first commit seen;
+    bounded by a generous floor of 300 records/s."""
     with ctx.bar(total, desc) as bar:
 
         def all_committed() -> bool:
@@ -196,130 +244,18 @@ def _wait_committed(
         )
 
 
-@dataclass(frozen=True)
-class NaiveResult:
-    records: int
-    seconds: float
-    cpu_s: float
-    peak_rss_mb: float
-
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
-
-
-def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
-    """The lab material's per-message consumer over the first ``limit`` records of ``topic``."""
-    scratch = ctx.scratch
-    group = scratch.group("bench-naive-")
-    pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
-    env = consumer_env(
-        ctx.endpoints,
-        topic=topic,
-        group=group,
-        dlq_topic="unused",
-        pg_db=pg_db,
-        mongo_db=mongo_db,
-        batch_size=ctx.batch_size,
-        batch_timeout_ms=ctx.batch_timeout_ms,
-    )
-    argv = ["-m", "bench.naive", "--topic", topic, "--group", group]
-    argv += ["--pg-db", pg_db, "--mongo-db", mongo_db, "--limit", str(limit)]
-    child = Child(argv, env, ctx.logs / f"naive-{limit}-{group[-10:]}.log").start()
-    deadline = time.monotonic() + 120 + limit / 20
-    with ctx.bar(1, f"naive consumer, {limit} records", unit="run") as bar:
-        while child.alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        bar.update(1)
+def _stop(child: Child, result: ConsumerResult | QuixResult, who: str) -> None:
     code = child.stop()
-    scratch.release_databases()
-    lines = [line for line in child.log_path.read_text().splitlines() if line.startswith("{")]
-    if code != 0 or not lines:
-        raise RuntimeError(f"naive consumer failed ({code}):\n{child.log()}")
-    data = json.loads(lines[-1])
-    return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
-
-
-@dataclass
-class QuixResult:
-    """One Quix Streams run (bench/quix_reference.py): like :class:`ConsumerResult`, fewer
-    fields, since its rows carry no write time to compute latency from."""
-
-    sink: str
-    records: int
-    seconds: float = math.nan
-    startup_s: float = math.nan
-    cpu_s: float = math.nan
-    peak_rss_mb: float = math.nan
-    finished: bool = True
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
-
-
-def quix_run(
-    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float | None = None
-) -> QuixResult:
-    """Quix Streams over ``topic`` into a fresh database, finished as a consumer run is.
-
-    Finished when the group's committed offsets cover the topic (Quix commits at each
-    checkpoint, after its sink wrote), then the stored rows or documents are counted. With
-    ``timeout_s`` (the MongoDB sink, which upserts one document at a time), a run that is not
-    finished by then is stopped and reported with the records committed so far.
-    """
-    result = QuixResult(sink, total)
-    scratch = ctx.scratch
-    group = scratch.group("bench-quix-")
-    db = scratch.pg_database() if sink == "postgres" else scratch.mongo_database()
-    env = consumer_env(
-        ctx.endpoints,
-        topic=topic,
-        group=group,
-        dlq_topic="unused",
-        pg_db=db,
-        mongo_db=db,
-        batch_size=ctx.batch_size,
-        batch_timeout_ms=ctx.batch_timeout_ms,
-    )
-    state = ctx.logs / f"quix-state-{group[-10:]}"
-    argv = ["-m", "bench.quix_reference", "--sink", sink, "--topic", topic, "--group", group]
-    argv += ["--db", db, "--state-dir", str(state)]
-    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log").start()
-    try:
-        try:
-            done_at = _wait_committed(ctx, child, group, topic, total, f"Quix {sink}", timeout_s)
-        except WaitTimeout:
-            done_at = time.time()
-            result.records = scratch.committed(group, topic)
-            result.finished = False
-            result.problems.append(
-                f"stopped after {timeout_s:.0f} s with {result.records} of {total} committed"
-            )
-        usage = child.stats()
-    finally:
-        code = child.stop()
     if code != 0:
-        result.problems.append(f"Quix exited with {code}; log {child.log_path}")
-    result.cpu_s, result.peak_rss_mb = usage.cpu_s, usage.peak_rss_mb
-    first = _first_record_at(child)
-    stored_count = (
-        stored.quix_postgres_count(ctx.endpoints, db)
-        if sink == "postgres"
-        else stored.mongo_count(ctx.endpoints, db)
-    )
-    valid, _ = counts(total)
-    if result.finished and stored_count != valid:
-        result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
-    result.seconds = done_at - first
-    result.startup_s = first - child.started_at
-    scratch.release_databases()
-    return result
+        result.problems.append(f"{who} exited with {code}; log {child.log_path}")
+    result.cpu_s, result.peak_rss_mb = child.usage.cpu_s, child.usage.peak_rss_mb
 
 
-def _first_record_at(child: Child) -> float:
-    for line in child.log_path.read_text(errors="replace").splitlines():
-        if line.startswith('{"first_record_at"'):
-            return float(json.loads(line)["first_record_at"])
-    raise RuntimeError(f"Quix printed no first_record_at:\n{child.log()}")
+def _reported(child: Child, key: str) -> dict[str, Any]:
+    """The last JSON line the child printed that starts with ``key``: how the naive consumer
+    and the Quix Streams program report to the bench."""
+    for line in reversed(child.log_path.read_text(errors="replace").splitlines()):
+        if line.startswith(f'{{"{key}"'):
+            found: dict[str, Any] = json.loads(line)
+            return found
+    raise RuntimeError(f"{child.argv[2]} printed no {key}:\n{child.log()}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -180,82 +179,50 @@ class Published:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Errors:
-    """Counts failed sends from the producer's callback thread."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: str | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, error: Exception) -> None:
-        with self._lock:
-            self.count += 1
-            self.first = self.first or repr(error)
-
-
-def _producer(bootstrap: str, **options: Any) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), acks="all", client_id="streamlab-bench", **options
-    )
-
-
-def publish_all(
+def publish(
     bootstrap: str,
     topic: str,
     total: int,
     partitions: int,
+    *,
+    rate: float | None = None,
     progress: Any = None,
     source: Source = values,
 ) -> Published:
-    """Pre-load a topic as fast as kafka-python can; ``progress`` is an optional tqdm bar."""
-    errors = _Errors()
-    producer = _producer(bootstrap, linger_ms=50, batch_size=512 * 1024)
+    """Pre-load a topic as fast as kafka-python can, or publish at ``rate`` while a consumer runs.
+
+    At a rate, each record is sent when its slot comes (record i at start + i/rate), with no
+    linger, so the Kafka timestamp is the moment the record was produced and the measured
+    latency is the consumer's; bounded by twice the planned duration. ``progress`` is an
+    optional tqdm bar.
+    """
+    failed: list[Exception] = []  # appended from the producer's callback thread
+    options = {"linger_ms": 0} if rate else {"linger_ms": 50, "batch_size": 512 * 1024}
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","), acks="all", client_id="streamlab-bench", **options
+    )
+    every = 100 if rate else 1000
     started = time.monotonic()
     try:
         for index, value in enumerate(source(total)):
-            producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
-            if progress is not None and index % 1000 == 999:
-                progress.update(1000)
-        producer.flush(timeout=max(60.0, total / 2000))
+            if rate:
+                due, now = started + index / rate, time.monotonic()
+                if now > started + 2 * total / rate + 30:
+                    raise RuntimeError(
+                        f"publishing at {rate:.0f}/s fell behind: {index} of {total}"
+                    )
+                if due > now:
+                    time.sleep(due - now)
+            producer.send(topic, value=value, partition=index % partitions).add_errback(
+                failed.append
+            )
+            if progress is not None and index % every == every - 1:
+                progress.update(every)
+        producer.flush(timeout=60 if rate else max(60.0, total / 2000))
     finally:
         producer.close(timeout=10)
     if progress is not None:
-        progress.update(total % 1000)
-    if errors.count:
-        raise RuntimeError(f"{errors.count} records not published; first error {errors.first}")
-    return Published(total, time.monotonic() - started)
-
-
-def publish_at_rate(
-    bootstrap: str, topic: str, total: int, partitions: int, rate: float, progress: Any = None
-) -> Published:
-    """Publish ``total`` records at ``rate`` per second, spread evenly, while a consumer runs.
-
-    Each record is sent when its slot comes (record i at start + i/rate), with no linger, so the
-    Kafka timestamp is the moment the record was produced and the measured latency is the
-    consumer's. Bounded by the record count, and by twice the planned duration.
-    """
-    errors = _Errors()
-    producer = _producer(bootstrap, linger_ms=0)
-    started = time.monotonic()
-    deadline = started + 2 * total / rate + 30
-    try:
-        for index, value in enumerate(values(total)):
-            due = started + index / rate
-            now = time.monotonic()
-            if now > deadline:
-                raise RuntimeError(f"publishing at {rate:.0f}/s fell behind: {index} of {total}")
-            if due > now:
-                time.sleep(due - now)
-            producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
-            if progress is not None and index % 100 == 99:
-                progress.update(100)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
-    if progress is not None:
-        progress.update(total % 100)
-    if errors.count:
-        raise RuntimeError(f"{errors.count} records not published; first error {errors.first}")
+        progress.update(total % every)
+    if failed:
+        raise RuntimeError(f"{len(failed)} records not published; first error {failed[0]!r}")
     return Published(total, time.monotonic() - started)

@@ -7,12 +7,12 @@ that was committed with it, and if reading and writing the JSON loses nothing. N
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from bench import report
+from bench.results import from_json, to_json
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 SAVED = [RESULTS, RESULTS / "scale"]
@@ -20,5 +20,7 @@ SAVED = [RESULTS, RESULTS / "scale"]
 
 @pytest.mark.parametrize("folder", SAVED, ids=lambda folder: folder.name)
 def test_rendering_the_saved_json_gives_the_committed_report(folder: Path) -> None:
-    results = report.results_from_json(json.loads((folder / "latest.json").read_text()))
+    saved = (folder / "latest.json").read_text()
+    results = from_json(saved)
     assert report.markdown(results) == (folder / "latest.md").read_text()
+    assert to_json(results) == saved
