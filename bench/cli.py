@@ -26,21 +26,27 @@ from tqdm import tqdm
 from bench import ceilings, environment, report
 from bench.infra import RESULTS_DIR, BenchError, Context, Scratch, load_endpoints
 from bench.results import Results, SizeResult, from_json, to_json
-from bench.runs import SINKS_OF, consumer_run, naive_run, quix_run
+from bench.runs import SINKS_OF, Run, consumer_run, naive_run, quix_run
 from bench.workload import BIG_RECORD_BYTES, big_values, check_classification, publish
 from quotes_consumer.settings import SPEC
 
 DEFAULTS = {setting.name: setting.default for setting in SPEC}
 PROFILE_MAX_SIZE = 100_000
-# The options whose default depends on --quick: (full run, --quick), the one place both are set.
-SCALED: dict[str, tuple[Any, Any]] = {
-    "sizes": ([10_000, 100_000], [3_000]),
-    "repeats": (3, 1),
-    "rate_seconds": (20.0, 3.0),
-    "latency_timeouts": ([100, 20], []),
-    "naive_limit": (3_000, 200),
-    "quix_mongo_records": (2_000, 100),
-    "big_records": (3_000, 100),
+# The options whose default depends on --quick: (full run, --quick, help); each default is set
+# here only, and --help shows it.
+SCALED: dict[str, tuple[Any, Any, str]] = {
+    "sizes": ([10_000, 100_000], [3_000], "records per topic"),
+    "repeats": (3, 1, "runs per measurement"),
+    "rate_seconds": (20.0, 3.0, "latency phase length"),
+    "latency_timeouts": (
+        [100, 20],
+        [],
+        "also measure latency (both sinks) with these CONSUMER_BATCH_TIMEOUT_MS values; the "
+        "--batch-timeout-ms value is measured anyway",
+    ),
+    "naive_limit": (3_000, 200, "records the naive consumer handles"),
+    "quix_mongo_records": (2_000, 100, "records for the Quix Streams MongoDBSink run, 0 skips it"),
+    "big_records": (3_000, 100, "records of about 60 KB for the peak-memory run, 0 skips it"),
 }
 
 
@@ -48,64 +54,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=(__doc__ or "").splitlines()[0]
     )
-
-    def scaled(name: str, help_text: str, **options: Any) -> None:
-        full, quick = (
-            " ".join(map(str, v)) or "none" if isinstance(v, list) else v for v in SCALED[name]
-        )
-        help_text += f" (default {full}; --quick: {quick})"
-        parser.add_argument("--" + name.replace("_", "-"), help=help_text, **options)
-
-    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
-    scaled("sizes", "records per topic", type=int, nargs="+")
-    parser.add_argument("--modes", nargs="+", choices=list(SINKS_OF), help="default: all three")
-    scaled("repeats", "runs per measurement", type=int)
-    parser.add_argument("--rate", type=float, default=1000.0, help="records/s, latency phase")
-    scaled("rate_seconds", "latency phase length", type=float)
-    scaled(
-        "latency_timeouts",
-        "also measure latency (both sinks) with these CONSUMER_BATCH_TIMEOUT_MS values; the "
-        "--batch-timeout-ms value is measured anyway",
-        type=int,
-        nargs="*",
-    )
-    scaled("naive_limit", "records the naive consumer handles", type=int)
-    parser.add_argument(
+    add = parser.add_argument
+    add("--quick", action="store_true", help="smoke run, under a minute")
+    for name, (full, quick, text) in SCALED.items():
+        many = isinstance(full, list)
+        shown = [" ".join(map(str, v)) or "none" if many else v for v in (full, quick)]
+        text += f" (default {shown[0]}; --quick: {shown[1]})"
+        kind = type(full[0] if many else full)
+        add("--" + name.replace("_", "-"), type=kind, nargs="*" if many else None, help=text)
+    add("--modes", nargs="+", choices=list(SINKS_OF), help="default: all three")
+    add("--rate", type=float, default=1000.0, help="records/s, latency phase")
+    add(
         "--batch-size",
         type=int,
         default=int(DEFAULTS["CONSUMER_BATCH_SIZE"]),
         help="CONSUMER_BATCH_SIZE, also the ceilings' batch size (default: the consumer's)",
     )
-    parser.add_argument(
+    add(
         "--batch-timeout-ms",
         type=int,
         default=int(DEFAULTS["CONSUMER_BATCH_TIMEOUT_MS"]),
         help="CONSUMER_BATCH_TIMEOUT_MS (default: the consumer's)",
     )
-    scaled(
-        "quix_mongo_records",
-        "records for the one Quix Streams MongoDBSink run, 0 skips it",
-        type=int,
-    )
-    scaled("big_records", "records of about 60 KB for the peak-memory run, 0 skips it", type=int)
-    parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument run")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="report directory")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument(
+    add("--no-profile", action="store_true", help="skip the pyinstrument run")
+    add("--out", type=Path, default=RESULTS_DIR, help="report directory")
+    add("--no-progress", action="store_true", help="no progress bars")
+    add(
         "--render",
         type=Path,
         metavar="JSON",
         help="measure nothing: write the report and chart again from a saved latest.json",
     )
     args = parser.parse_args(argv)
-    for name, (full, quick) in SCALED.items():
+    for name, (full, quick, _) in SCALED.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     args.modes = args.modes or list(SINKS_OF)
-    if min(args.sizes) < 100 or min(args.repeats, args.naive_limit, args.batch_size) < 1:
-        parser.error("sizes must be >= 100; repeats, naive limit and batch size >= 1")
-    if args.rate <= 0 or args.rate_seconds <= 0:
-        parser.error("rate and rate seconds must be > 0")
+    if not args.sizes or min(args.sizes) < 100 or args.rate <= 0 or args.rate_seconds <= 0:
+        parser.error("sizes must be >= 100, rate and rate seconds > 0")
+    if min(args.repeats, args.naive_limit, args.batch_size) < 1:
+        parser.error("repeats, naive limit and batch size must be >= 1")
     return args
 
 
@@ -171,10 +159,13 @@ def _load_average() -> str:
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
 
 
-def _say(message: str, run: Any = None) -> None:
-    """One progress line; with a ``run``, its problems if it had any."""
-    problems = getattr(run, "problems", None)
-    message += f"; PROBLEMS: {problems}" if problems else ""
+def _say(message: str, run: Run | None = None) -> None:
+    """One progress line; for a run, what it achieved and cost, and its problems if any."""
+    if run is not None:
+        message += f": {run.throughput:,.0f} records/s, CPU {run.cpu_s:.1f} s, peak RSS "
+        message += f"{run.peak_rss_mb:.0f} MB"
+        problems = getattr(run, "problems", None)  # the naive run reports none
+        message += f"; PROBLEMS: {problems}" if problems else ""
     tqdm.write(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr)
 
 
@@ -203,29 +194,18 @@ def _measure_size(
         for mode in args.modes:
             run = consumer_run(ctx, topic, size, mode)
             result.consumer.setdefault(mode, []).append(run)
-            _say(
-                f"{size:,} {mode} {repeat}/{args.repeats}: {run.throughput:,.0f} records/s, "
-                f"CPU {run.cpu_s:.1f} s, peak RSS {run.peak_rss_mb:.0f} MB",
-                run,
-            )
-        quix = quix_run(ctx, topic, size, "postgres")
-        result.quix.append(quix)
-        _say(
-            f"{size:,} Quix Streams PostgreSQLSink {repeat}/{args.repeats}: "
-            f"{quix.throughput:,.0f} records/s, peak RSS {quix.peak_rss_mb:.0f} MB",
-            quix,
-        )
+            _say(f"{size:,} {mode} {repeat}/{args.repeats}", run)
+        result.quix.append(quix_run(ctx, topic, size, "postgres"))
+        _say(f"{size:,} Quix Streams PostgreSQLSink {repeat}/{args.repeats}", result.quix[-1])
     for repeat in range(1, args.repeats + 1):
         result.naive.append(naive_run(ctx, topic, result.naive_limit))
-        _say(
-            f"{size:,} naive {repeat}/{args.repeats}: {result.naive[-1].throughput:,.0f} records/s"
-        )
+        _say(f"{size:,} naive {repeat}/{args.repeats}", result.naive[-1])
     if profile:
         prefix = args.out / "profile"
         args.out.mkdir(parents=True, exist_ok=True)
         results.profile_run = consumer_run(ctx, topic, size, "both", profile_prefix=prefix)
         results.profile = json.loads(prefix.with_suffix(".json").read_text())
-        _say(f"profiled run: {results.profile_run.throughput:,.0f} records/s; tree in {prefix}.txt")
+        _say(f"profiled run, call tree in {prefix}.txt", results.profile_run)
     return result
 
 
@@ -249,7 +229,7 @@ def _measure_latency(ctx: Context, args: argparse.Namespace, results: Results) -
             label = f"{mode}, timeout {timeout_ms} ms"
             results.latency.setdefault(label, []).append(run)
             worst = max(p.p99 for p in run.kafka_to_write.values())
-            _say(f"{args.rate:,.0f}/s {label} {repeat}/{args.repeats}: p99 {worst:,.0f} ms", run)
+            _say(f"{args.rate:,.0f}/s {label} {repeat}/{args.repeats}, p99 {worst:,.0f} ms", run)
 
 
 def _measure_quix_mongo(ctx: Context, args: argparse.Namespace, results: Results) -> None:
@@ -260,9 +240,8 @@ def _measure_quix_mongo(ctx: Context, args: argparse.Namespace, results: Results
         return
     topic = ctx.scratch.topic("bench-quix-mongo-", ctx.partitions)
     publish(ctx.endpoints.kafka, topic, total, ctx.partitions)
-    run = quix_run(ctx, topic, total, "mongo", timeout_s=60 + total / 10)
-    results.quix_mongo = run
-    _say(f"Quix Streams MongoDBSink, {total:,} records: {run.throughput:,.1f} records/s", run)
+    results.quix_mongo = quix_run(ctx, topic, total, "mongo", timeout_s=60 + total / 10)
+    _say(f"Quix Streams MongoDBSink, {total:,} records", results.quix_mongo)
 
 
 def _measure_big_records(ctx: Context, args: argparse.Namespace, results: Results) -> None:
@@ -275,11 +254,6 @@ def _measure_big_records(ctx: Context, args: argparse.Namespace, results: Result
     topic = ctx.scratch.topic("bench-big-", ctx.partitions)
     with ctx.bar(total, f"publish {total:,} records of ~60 KB") as bar:
         publish(ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=big_values)
-    run = consumer_run(ctx, topic, total, "both", phase="big")
-    results.big_records = run
+    results.big_records = consumer_run(ctx, topic, total, "both", phase="big")
     results.big_record_bytes = BIG_RECORD_BYTES
-    _say(
-        f"{total:,} records of ~{BIG_RECORD_BYTES // 1000} KB, both sinks: "
-        f"{run.throughput:,.0f} records/s, peak RSS {run.peak_rss_mb:.0f} MB",
-        run,
-    )
+    _say(f"{total:,} records of ~{BIG_RECORD_BYTES // 1000} KB, both sinks", results.big_records)

@@ -26,8 +26,11 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_", "LOG_LEVEL")
 
 
+POLL_S = 0.05  # how often a wait looks again: the throughput window's resolution
+
+
 class WaitTimeout(RuntimeError):
-    """:func:`wait_until` gave up; callers that can report a partial run catch this one."""
+    """:meth:`Child.wait_until` gave up; callers that can report a partial run catch this one."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,7 @@ def consumer_env(
     batch_timeout_ms: int | None = None,
 ) -> dict[str, str]:
     """Every setting the consumer reads, spelled out (see quotes_consumer/settings.py); ``dbs``
-    names the PostgreSQL and the MongoDB database. The naive and Quix programs read the servers
-    from the same variables."""
+    names the PostgreSQL and the MongoDB database. The naive and Quix programs read the same."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
     endpoints = ctx.endpoints
     return {
@@ -95,86 +97,54 @@ def consumer_env(
 
 
 class Child:
-    """One child process (a consumer, Quix Streams or the naive one) with its output in a log
-    file; ``usage`` is what the kernel counted for it, read just before it is stopped."""
+    """One child process (a consumer, Quix Streams or the naive one), started at once, with its
+    output in a log file; ``usage`` is what the kernel counted for it, read just before it is
+    stopped."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.argv = [sys.executable, *argv]
-        self.env = env
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0  # time.time(), comparable with database timestamps
         self.usage = ProcStats(math.nan, math.nan)
-
-    def start(self) -> Child:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
-            self.started_at = time.time()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            self.started_at = time.time()  # comparable with database timestamps
             # cwd is the repository, so ``-m bench.<entry>`` finds this package.
             self.proc = subprocess.Popen(
                 self.argv,
-                env=self.env,
+                env=env,
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        return self
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
 
     def log(self, last_lines: int = 25) -> str:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-last_lines:])
+        """The output's last lines, for an error message."""
+        return "\n".join(self.output().splitlines()[-last_lines:])
 
-    def check_alive(self) -> None:
-        if not self.alive():
-            code = self.proc.returncode if self.proc else None
-            raise RuntimeError(f"{' '.join(self.argv[1:])} exited ({code}):\n{self.log()}")
-
-    def wait_for_log(self, text: str, timeout_s: float) -> None:
-        """Until ``text`` appears in the output; bounded in time, fails if the child died."""
+    def wait_until(self, what: str, done: Callable[[], bool], timeout_s: float) -> float:
+        """Poll ``done`` until true and return the time.time() it was seen; bounded in time,
+        and given up at once if the child died."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            self.check_alive()
-            if text in self.log_path.read_text(errors="replace"):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"no {text!r} after {timeout_s:.0f}s:\n{self.log()}")
+            if done():
+                return time.time()
+            if self.proc.poll() is not None:
+                name = " ".join(self.argv[1:])
+                raise RuntimeError(f"{name} exited ({self.proc.returncode}):\n{self.log()}")
+            time.sleep(POLL_S)
+        raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}:\n{self.log()}")
 
     def stop(self, timeout_s: float = 30) -> int:
         """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored."""
-        if self.proc is None:
-            return 0
         if self.proc.poll() is None:
-            self.usage = read_proc(self.pid)
+            self.usage = read_proc(self.proc.pid)
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(timeout=10)
-
-
-def wait_until(
-    what: str,
-    done: Callable[[], bool],
-    timeout_s: float,
-    every_s: float = 0.05,
-    while_alive: Child | None = None,
-) -> float:
-    """Poll ``done`` until true and return the time.time() it was seen; bounded in time."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if done():
-            return time.time()
-        if while_alive is not None:
-            while_alive.check_alive()
-        time.sleep(every_s)
-    raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}")

@@ -63,11 +63,11 @@ def _percentiles(values: Sequence[Percentiles]) -> Percentiles:
     return Percentiles(_of(values, "p50"), _of(values, "p95"), _of(values, "p99"))
 
 
-def _table(head: Sequence[str], align: str, rows: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table; ``align`` has one letter per column, ``l`` or ``r``."""
-    lines = ["| " + " | ".join(cells) + " |" for cells in [head, *rows]]
+def _table(head: str, align: str, rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table under the header line ``head``; ``align`` has an ``l`` or an ``r`` per
+    column."""
     rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
-    return [lines[0], rule, *lines[1:]]
+    return [head, rule, *("| " + " | ".join(cells) + " |" for cells in rows)]
 
 
 # --- Markdown ---------------------------------------------------------------------------------
@@ -147,12 +147,14 @@ def _throughput_section(results: Results) -> list[str]:
         "every run stored every valid record in each active database and dead-lettered every "
         "invalid one (Quix Streams, which has no dead-letter topic: stored every valid record)."
     )
-    head = "records, mode, records/s, run s, start-up s, CPU s, CPU ms per 1k rec, peak RSS MB, "
-    head += "x naive, share of smallest ceiling, share of serial bound"
+    head = (
+        "| records | mode | records/s | run s | start-up s | CPU s | CPU ms per 1k rec "
+        "| peak RSS MB | x naive | share of smallest ceiling | share of serial bound |"
+    )
     return [
         "## Throughput at full speed (pre-loaded topic, until every offset is committed)",
         "",
-        *_table(head.split(", "), "rlrrrrrrrrr", rows),
+        *_table(head, "rlrrrrrrrrr", rows),
         "",
         "Completeness check: " + ("; ".join(problems) if problems else complete),
         "",
@@ -197,7 +199,8 @@ def _cpu_section(results: Results) -> list[str]:
             )
     if not rows:
         return []
-    head = ["records", "run", "records/s", "CPUs busy", "consumer (or raw clients)", *GROUPS]
+    head = "| records | run | records/s | CPUs busy | consumer (or raw clients) | "
+    head += " | ".join(GROUPS) + " |"
     return [
         "## Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
         "",
@@ -233,22 +236,15 @@ def _reference_section(results: Results) -> list[str]:
                 f"{_with_range(naive)} over {size.naive_limit:,} records",
             ]
         )
-    head = [
-        "records",
-        "Kafka read",
-        "PostgreSQL, the consumer's INSERT",
-        "PostgreSQL execute_values",
-        "MongoDB insert_many",
-        "both databases at once",
-        "smallest isolated",
-        "serial bound",
-        "Quix Streams PostgreSQLSink",
-        "naive consumer",
-    ]
+    head = (
+        "| records | Kafka read | PostgreSQL, the consumer's INSERT | PostgreSQL execute_values "
+        "| MongoDB insert_many | both databases at once | smallest isolated | serial bound "
+        "| Quix Streams PostgreSQLSink | naive consumer |"
+    )
     return [
         "## References: raw ceilings, a peer and the naive consumer (records/s)",
         "",
-        *_table(head, "r" * len(head), rows),
+        *_table(head, "r" * 10, rows),
         "",
         "Ceilings: the consumer's batch size and its exact rows and documents; only the server "
         "calls are timed. *PostgreSQL* and *MongoDB*: one client, one server, alone. "
@@ -342,12 +338,14 @@ def _latency_section(results: Results) -> list[str]:
                 + [_num(value) for value in (kafka.p50, kafka.p95, kafka.p99, poll.p50, poll.p99)]
                 + [_num(_of(runs, "cpu_s"), 2), _num(_of(runs, "peak_rss_mb"), 1)]
             )
-    head = "phase, mode, batch timeout ms, sink, p50, p95, p99, poll-to-write p50, "
-    head += "poll-to-write p99, consumer CPU s, peak RSS MB"
+    head = (
+        "| phase | mode | batch timeout ms | sink | p50 | p95 | p99 | poll-to-write p50 "
+        "| poll-to-write p99 | consumer CPU s | peak RSS MB |"
+    )
     return [
         "## Latency, Kafka record timestamp to database write (ms)",
         "",
-        *_table(head.split(", "), "llrlrrrrrrr", rows),
+        *_table(head, "llrlrrrrrrr", rows),
         "",
         "Latency is `written_at - kafka_timestamp` per row (PostgreSQL, computed by "
         "`percentile_cont`) and `written_at - kafka.timestamp` per document (MongoDB), over "
@@ -512,7 +510,7 @@ def _targets_section(results: Results) -> list[str]:
         f"{results.repeats} run(s); a ratio is taken between medians of the same run of the "
         "benchmark. The exactly-once and reliability tests are `make test`'s, not this report's.",
         "",
-        *_table(["target", "threshold", "measured", "compared to", "met"], "lllll", rows),
+        *_table("| target | threshold | measured | compared to | met |", "lllll", rows),
         "",
     ]
 
@@ -538,11 +536,11 @@ def _profile_section(results: Results) -> list[str]:
         f"(1 ms sampling of the consumer's main thread, {profile['profiled_seconds']:.1f} s "
         "from its first batch to shutdown). Where the wall time went, per stage (inclusive):",
         "",
-        *_table(["stage", "seconds", "share"], "lrr", stages),
+        *_table("| stage | seconds | share |", "lrr", stages),
         "",
         "Top functions by self time:",
         "",
-        *_table(["function", "self s", "share"], "lrr", top),
+        *_table("| function | self s | share |", "lrr", top),
         "",
         "Full call tree: `bench/results/profile.txt`.",
         "",

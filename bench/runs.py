@@ -13,8 +13,10 @@ first poll, read back from the database) to the moment the bench saw the last of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from typing import Any
 
 from bench import cpu, stored
 from bench.infra import Context
-from bench.process import Child, WaitTimeout, consumer_env, wait_until
+from bench.process import Child, WaitTimeout, consumer_env
 from bench.stored import Percentiles
 from bench.workload import counts, publish
 
@@ -34,7 +36,6 @@ SINKS_OF: dict[str, tuple[str, ...]] = {
     "postgres": ("postgres",),
     "mongo": ("mongo",),
 }
-COMMIT_POLL_S = 0.05
 
 
 class _Rate:
@@ -87,6 +88,9 @@ class QuixResult(_Rate):
     problems: list[str] = field(default_factory=list)
 
 
+Run = ConsumerResult | QuixResult | NaiveResult
+
+
 def consumer_run(
     ctx: Context,
     topic: str,
@@ -113,27 +117,31 @@ def consumer_run(
         argv = ["-m", "bench.profiled", str(profile_prefix)]
     env = consumer_env(ctx, topic, group, dbs, dlq, timeout_ms)
     child = Child(argv, env, ctx.logs / f"{result.phase}-{mode}-{total}-{group[-10:]}.log")
-    child.start()
     first: list[tuple[float, cpu.Snapshot]] = []  # done_at is wall time
     try:
         if rate:
-            child.wait_for_log("assigned partitions", timeout_s=60)
+            child.wait_until("the group join", lambda: "assigned partitions" in child.output(), 60)
             with ctx.bar(total, f"publish {rate:.0f}/s, {mode}") as bar:
                 publish(ctx.endpoints.kafka, topic, total, ctx.partitions, rate=rate, progress=bar)
-        on_first = None if rate else lambda: first.append((time.time(), cpu.snapshot(child.pid)))
-        done_at = _wait_committed(ctx, child, group, topic, total, f"consume {mode}", on_first)
+
+        def at_first_commit() -> None:
+            if not rate:
+                first.append((time.time(), cpu.snapshot(child.proc.pid)))
+
+        done_at = _wait_committed(
+            ctx, child, group, topic, total, f"consume {mode}", at_first_commit
+        )
         if first and done_at - first[0][0] >= cpu.MIN_WINDOW_S:
             started, before = first[0]
-            result.cpu = cpu.between([(before, cpu.snapshot(child.pid))], done_at - started)
+            result.cpu = cpu.between([(before, cpu.snapshot(child.proc.pid))], done_at - started)
     finally:
         _stop(child, result, "consumer")
 
     valid, invalid = counts(total)
     firsts: list[float] = []
     for sink in SINKS_OF[mode]:
-        readback = (stored.postgres if sink == "postgres" else stored.mongo)(
-            ctx.endpoints, dbs[sink]
-        )
+        read = stored.postgres if sink == "postgres" else stored.mongo
+        readback = read(ctx.endpoints, dbs[sink])
         if readback.count != valid:
             result.problems.append(f"{sink}: {readback.count} stored, {valid} expected")
         result.kafka_to_write[sink] = readback.kafka_to_write
@@ -161,10 +169,10 @@ def quix_run(
     result = QuixResult(sink, total)
     group = ctx.scratch.group("bench-quix-")
     db = ctx.scratch.pg_database() if sink == "postgres" else ctx.scratch.mongo_database()
-    argv = ["-m", "bench.quix_reference", "--sink", sink, "--topic", topic, "--group", group]
-    argv += ["--db", db, "--state-dir", str(ctx.logs / f"quix-state-{group[-10:]}")]
+    state = ctx.logs / f"quix-state-{group[-10:]}"
+    argv = ["-m", "bench.quix_reference", "--sink", sink, "--state-dir", str(state)]
     env = consumer_env(ctx, topic, group, {"postgres": db, "mongo": db})
-    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log").start()
+    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log")
     try:
         done_at = _wait_committed(
             ctx, child, group, topic, total, f"Quix {sink}", timeout_s=timeout_s
@@ -197,14 +205,12 @@ def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
     records of ``topic``; it times itself, as it commits nothing the bench could watch."""
     group = ctx.scratch.group("bench-naive-")
     dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
-    argv = ["-m", "bench.naive", "--topic", topic, "--group", group, "--pg-db", dbs["postgres"]]
-    argv += ["--mongo-db", dbs["mongo"], "--limit", str(limit)]
     env = consumer_env(ctx, topic, group, dbs)
-    child = Child(argv, env, ctx.logs / f"naive-{limit}-{group[-10:]}.log").start()
-    deadline = time.monotonic() + 120 + limit / 20
+    log = ctx.logs / f"naive-{limit}-{group[-10:]}.log"
+    child = Child(["-m", "bench.naive", "--limit", str(limit)], env, log)
     with ctx.bar(1, f"naive consumer, {limit} records", unit="run") as bar:
-        while child.alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # then stopped, and failed
+            child.proc.wait(timeout=120 + limit / 20)
         bar.update(1)
     code = child.stop()
     ctx.scratch.release_databases()
@@ -235,13 +241,8 @@ def _wait_committed(
             bar.update(committed - bar.n)
             return committed >= total
 
-        return wait_until(
-            f"{total} committed records ({desc})",
-            all_committed,
-            timeout_s=timeout_s or 120 + total / 300,
-            every_s=COMMIT_POLL_S,
-            while_alive=child,
-        )
+        what = f"{total} committed records ({desc})"
+        return child.wait_until(what, all_committed, timeout_s or 120 + total / 300)
 
 
 def _stop(child: Child, result: ConsumerResult | QuixResult, who: str) -> None:
@@ -254,7 +255,7 @@ def _stop(child: Child, result: ConsumerResult | QuixResult, who: str) -> None:
 def _reported(child: Child, key: str) -> dict[str, Any]:
     """The last JSON line the child printed that starts with ``key``: how the naive consumer
     and the Quix Streams program report to the bench."""
-    for line in reversed(child.log_path.read_text(errors="replace").splitlines()):
+    for line in reversed(child.output().splitlines()):
         if line.startswith(f'{{"{key}"'):
             found: dict[str, Any] = json.loads(line)
             return found

@@ -26,20 +26,12 @@ INVALID_EVERY = 50  # index % 50 == 49 is invalid: exactly 2 % of any multiple o
 MAX_RECORD_BYTES = 65_536  # the consumer's default CONSUMER_MAX_RECORD_BYTES
 SEED = 20_240_601
 
-CHARACTERS = (
-    "Homer Simpson",
-    "Marge Simpson",
-    "Bart Simpson",
-    "Lisa Simpson",
-    "Maggie Simpson",
-    "Ned Flanders",
-    "Moe Szyslak",
-    "Apu Nahasapeemapetilon",
-    "Mr. Burns",
-    "Waylon Smithers",
-    "Chief Wiggum",
-    "Milhouse Van Houten",
+CAST = (
+    "Homer Simpson, Marge Simpson, Bart Simpson, Lisa Simpson, Maggie Simpson, Ned Flanders, "
+    "Moe Szyslak, Apu Nahasapeemapetilon, Mr. Burns, Waylon Smithers, Chief Wiggum, "
+    "Milhouse Van Houten"
 )
+CHARACTERS = tuple(CAST.split(", "))
 VOCABULARY = (
     "donut doh beer nuclear plant springfield school excellent release hounds okily "
     "dokily eat my shorts cowabunga kwik-e-mart thank you come again duff everything's "
@@ -55,6 +47,8 @@ INVALID_VALUES: tuple[bytes, ...] = (
     b'["quote", "character"]',  # not_an_object
     b'{"quote": "caf\xe9", "character": "X"}',  # not_utf8
 )
+BIG_RECORD_BYTES = 60_000  # the memory phase's record size (issue 8: "60 KB records")
+Source = Callable[[int], Iterator[bytes]]
 
 
 def is_valid(index: int) -> bool:
@@ -71,22 +65,13 @@ def values(total: int) -> Iterator[bytes]:
     """The record values in index order; one random stream, so generation is fast and fixed."""
     rng = random.Random(SEED)
     for index in range(total):
-        words = rng.randint(4, 30)
-        text = " ".join(rng.choice(WORDS) for _ in range(words))
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30)))
         character = rng.randrange(len(CHARACTERS))
         if not is_valid(index):
-            yield INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
-            continue
-        item = {
-            "quote": f"{text[0].upper()}{text[1:]}. (#{index})",
-            "character": CHARACTERS[character],
-            "image": f"https://cdn.example.org/simpsons/{character}.png",
-            "characterDirection": "Left" if rng.random() < 0.5 else "Right",
-        }
-        yield json.dumps(item).encode()
-
-
-BIG_RECORD_BYTES = 60_000  # the memory phase's record size (issue 8: "60 KB records")
+            yield _invalid(index)
+        else:
+            direction = "Left" if rng.random() < 0.5 else "Right"
+            yield _record(f"{text[0].upper()}{text[1:]}. (#{index})", character, direction)
 
 
 def big_values(total: int, size: int = BIG_RECORD_BYTES) -> Iterator[bytes]:
@@ -100,31 +85,42 @@ def big_values(total: int, size: int = BIG_RECORD_BYTES) -> Iterator[bytes]:
     rng = random.Random(SEED)
     for index in range(total):
         if not is_valid(index):
-            yield INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
+            yield _invalid(index)
             continue
         words: list[str] = []
         length = 0
         while length < size - 200:  # room for the other fields and the JSON around them
-            word = rng.choice(WORDS)
-            words.append(word)
-            length += len(word) + 1
+            words.append(rng.choice(WORDS))
+            length += len(words[-1]) + 1
         character = rng.randrange(len(CHARACTERS))
-        item = {
-            "quote": f"{' '.join(words)} (#{index})",
-            "character": CHARACTERS[character],
-            "image": f"https://cdn.example.org/simpsons/{character}.png",
-            "characterDirection": "Left" if index % 2 else "Right",
-        }
-        yield json.dumps(item).encode()
+        yield _record(f"{' '.join(words)} (#{index})", character, "Left" if index % 2 else "Right")
 
 
-Source = Callable[[int], Iterator[bytes]]
+def _invalid(index: int) -> bytes:
+    return INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
 
 
-def message(topic: str, index: int, partitions: int, value: bytes) -> Message:
-    """Record ``index`` where it lands: round-robin partitions, one producer, so offsets follow."""
-    timestamp = int(time.time() * 1000)
-    return Message(topic, index % partitions, index // partitions, timestamp, None, value)
+def _record(quote: str, character: int, direction: str) -> bytes:
+    """A valid record, shaped like the quotes API's items."""
+    item = {
+        "quote": quote,
+        "character": CHARACTERS[character],
+        "image": f"https://cdn.example.org/simpsons/{character}.png",
+        "characterDirection": direction,
+    }
+    return json.dumps(item).encode()
+
+
+def _transformed(topic: str, index: int, partitions: int, value: bytes) -> Quote | None:
+    """Record ``index`` as the consumer transforms it where it lands (round-robin partitions,
+    one producer, so offsets follow), or None if the consumer rejects it."""
+    message = Message(
+        topic, index % partitions, index // partitions, int(time.time() * 1000), None, value
+    )
+    try:
+        return transform(message, MAX_RECORD_BYTES, datetime.now(UTC))
+    except InvalidRecord:
+        return None
 
 
 def transformed_batches(
@@ -136,13 +132,11 @@ def transformed_batches(
     writes, prepared outside the timed region, one batch at a time so that a 1M-record run does
     not hold a million objects.
     """
-    now = datetime.now(UTC)
     batch: list[Quote] = []
     for index, value in enumerate(values(total)):
-        try:
-            batch.append(transform(message(topic, index, partitions, value), MAX_RECORD_BYTES, now))
-        except InvalidRecord:
-            continue
+        quote = _transformed(topic, index, partitions, value)
+        if quote is not None:
+            batch.append(quote)
         if len(batch) == batch_size:
             yield batch
             batch = []
@@ -156,13 +150,8 @@ def check_classification(sample: int = 500) -> None:
     Otherwise the completion check (valid in both databases, invalid in the dead-letter topic)
     would wait for a count that can never be reached; fail fast instead.
     """
-    now = datetime.now(UTC)
     for index, value in enumerate(values(sample)):
-        try:
-            transform(message("check", index, 1, value), MAX_RECORD_BYTES, now)
-            accepted = True
-        except InvalidRecord:
-            accepted = False
+        accepted = _transformed("check", index, 1, value) is not None
         if accepted != is_valid(index):
             raise AssertionError(
                 f"record {index}: the consumer accepts={accepted}, the bench expects the opposite"
