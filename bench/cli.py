@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from bench import ceilings, environment, report
 from bench.infra import RESULTS_DIR, BenchError, Context, Scratch, load_endpoints
-from bench.results import Results, SizeResult, from_json, to_json
-from bench.runs import SINKS_OF, Run, consumer_run, naive_run, quix_run
+from bench.results import SINKS_OF, Results, Run, SizeResult, from_json, to_json
+from bench.runs import consumer_run, naive_run, quix_run
 from bench.workload import BIG_RECORD_BYTES, big_values, check_classification, publish
 from quotes_consumer.settings import SPEC
 

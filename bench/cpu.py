@@ -1,6 +1,9 @@
-"""Where the CPUs went during a run: the consumer, each server, and the machine as a whole.
+"""What the kernel counted: a process's CPU time and peak memory, and where the CPUs went
+during a run (the consumer, each server, and the machine as a whole).
 
-Why: on this 2-core machine the consumer, Kafka, PostgreSQL and FerretDB compete for the same
+Why the kernel's accounting (``/proc``): the consumer is measured as it ships, a process of its
+own, so its cost is read from outside rather than estimated from inside. And on this 2-core
+machine the consumer, Kafka, PostgreSQL and FerretDB compete for the same
 CPUs, so a rate alone does not say what bounds it. Summing each process tree's user and system
 time (``/proc/<pid>/stat``) at both ends of a run's window says who used the CPUs, and
 ``/proc/stat`` how busy they were in all. The servers are found by the harness's pid files; a
@@ -19,7 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.process import parent_and_cpu_s
 from native.servers.process import run_dir
 
 # What the report shows, and the harness processes (pid files) each one sums.
@@ -31,6 +33,24 @@ GROUPS: dict[str, tuple[str, ...]] = {
 CONSUMER = "consumer"
 # Shorter windows are not measured: CPU time is counted in ticks of 10 ms.
 MIN_WINDOW_S = 2.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parent_and_cpu_s(pid: int) -> tuple[int, float]:
+    """The process's parent, and its CPU seconds so far (user+system, all threads), from one
+    read of ``/proc/<pid>/stat``. OSError when the process is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])  # proc(5): 4, 14, 15
+    return ppid, (utime + stime) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The resident-set high-water mark (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from typing import Any
 
 from bench.ceilings import LABELS
 from bench.cpu import CONSUMER, GROUPS, MIN_WINDOW_S, CpuUsage
-from bench.results import Results, SizeResult, median
-from bench.runs import SINKS_OF, ConsumerResult
+from bench.results import SINKS_OF, ConsumerResult, Results, SizeResult, median
 from bench.stored import Percentiles
 from bench.workload import INVALID_EVERY
 from quotes_consumer.settings import SPEC

@@ -24,8 +24,69 @@ from datetime import datetime
 from typing import Any
 
 from bench.cpu import CpuUsage
-from bench.runs import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
+from bench.stored import Percentiles
 from bench.workload import Published
+
+# The consumer's modes and the sinks each writes: "both" is ``python -m quotes_consumer``, the
+# others ``python -m bench.one_sink SINK``, the same service with the other sink a no-op.
+SINKS_OF: dict[str, tuple[str, ...]] = {
+    "both": ("postgres", "mongo"),
+    "postgres": ("postgres",),
+    "mongo": ("mongo",),
+}
+
+
+class _Rate:
+    """Records per second over a run's window (nan when nothing was timed)."""
+
+    records: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else math.nan
+
+
+@dataclass
+class ConsumerResult(_Rate):
+    mode: str
+    phase: str  # "full" (pre-loaded topic), "rate" (published while consuming) or "big"
+    records: int
+    batch_timeout_ms: int
+    seconds: float = math.nan
+    startup_s: float = math.nan
+    cpu_s: float = math.nan
+    peak_rss_mb: float = math.nan
+    kafka_to_write: dict[str, Percentiles] = field(default_factory=dict)
+    poll_to_write: dict[str, Percentiles] = field(default_factory=dict)
+    # From the first commit to the last, on a pre-loaded topic: who used the CPUs.
+    cpu: CpuUsage | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NaiveResult(_Rate):
+    records: int
+    seconds: float
+    cpu_s: float
+    peak_rss_mb: float
+
+
+@dataclass
+class QuixResult(_Rate):
+    """Like :class:`ConsumerResult`, fewer fields: its rows carry no write time for latency."""
+
+    sink: str
+    records: int
+    seconds: float = math.nan
+    startup_s: float = math.nan
+    cpu_s: float = math.nan
+    peak_rss_mb: float = math.nan
+    finished: bool = True
+    problems: list[str] = field(default_factory=list)
+
+
+Run = ConsumerResult | QuixResult | NaiveResult
 
 
 def median(values: Iterable[float]) -> float:

@@ -1,5 +1,9 @@
 """One run of a program over a topic: the consumer (per mode), Quix Streams, the naive reference.
 
+Why a process of its own: the consumer ships as ``python -m quotes_consumer`` in a container, so
+that is what is measured (interpreter start, imports, group join, its own GIL), and its CPU time
+and peak memory are what the kernel counted for that process (:mod:`bench.cpu`).
+
 Every run gets a fresh consumer group and fresh databases (the consumer also a fresh dead-letter
 topic), and counts as finished only when the group's committed offsets cover every record of the
 topic, which the consumer does only after PostgreSQL, MongoDB and the dead-letter topic all
@@ -16,79 +20,116 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import cpu, stored
-from bench.infra import Context
-from bench.process import Child, WaitTimeout, consumer_env
-from bench.stored import Percentiles
+from bench.infra import REPO, Context
+from bench.results import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
 from bench.workload import counts, publish
+from native.servers.process import stop_child, tail
 
-# The consumer's modes and the sinks each writes: "both" is ``python -m quotes_consumer``, the
-# others ``python -m bench.one_sink SINK``, the same service with the other sink a no-op.
-SINKS_OF: dict[str, tuple[str, ...]] = {
-    "both": ("postgres", "mongo"),
-    "postgres": ("postgres",),
-    "mongo": ("mongo",),
-}
+# Variables the consumer reads; inherited ones are dropped so a developer's shell or .env
+# cannot change what is measured.
+CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_", "LOG_LEVEL")
+POLL_S = 0.05  # how often a wait looks again: the throughput window's resolution
 
 
-class _Rate:
-    """Records per second over a run's window (nan when nothing was timed)."""
-
-    records: int
-    seconds: float
-
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
+class WaitTimeout(RuntimeError):
+    """:meth:`Child.wait_until` gave up; callers that can report a partial run catch this one."""
 
 
-@dataclass
-class ConsumerResult(_Rate):
-    mode: str
-    phase: str  # "full" (pre-loaded topic), "rate" (published while consuming) or "big"
-    records: int
-    batch_timeout_ms: int
-    seconds: float = math.nan
-    startup_s: float = math.nan
-    cpu_s: float = math.nan
-    peak_rss_mb: float = math.nan
-    kafka_to_write: dict[str, Percentiles] = field(default_factory=dict)
-    poll_to_write: dict[str, Percentiles] = field(default_factory=dict)
-    # From the first commit to the last, on a pre-loaded topic: who used the CPUs.
-    cpu: cpu.CpuUsage | None = None
-    problems: list[str] = field(default_factory=list)
+class Child:
+    """One program (a consumer, Quix Streams or the naive one), started at once as a process of
+    its own with its output in a log file; ``cpu_s`` and ``peak_rss_mb`` are what the kernel
+    counted for it, read just before it is stopped."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = [sys.executable, *argv]
+        self.log_path = log_path
+        self.cpu_s = self.peak_rss_mb = math.nan
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            self.started_at = time.time()  # comparable with database timestamps
+            # cwd is the repository, so ``-m bench.<entry>`` finds this package.
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until(self, what: str, done: Callable[[], bool], timeout_s: float) -> float:
+        """Poll ``done`` until true and return the time.time() it was seen; bounded in time,
+        and given up at once if the child died."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if done():
+                return time.time()
+            if self.proc.poll() is not None:
+                name = " ".join(self.argv[1:])
+                raise RuntimeError(f"{name} exited ({self.proc.returncode}):\n{self.tail()}")
+            time.sleep(POLL_S)
+        raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}:\n{self.tail()}")
+
+    def stop(self) -> int:
+        """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored for 30 s."""
+        if self.proc.poll() is None:
+            _, self.cpu_s = cpu.parent_and_cpu_s(self.proc.pid)
+            self.peak_rss_mb = cpu.peak_rss_mb(self.proc.pid)
+        stop_child(self.proc, timeout_s=30)
+        return self.proc.wait()
+
+    def tail(self) -> str:
+        return tail(self.log_path, lines=25)
 
 
-@dataclass(frozen=True)
-class NaiveResult(_Rate):
-    records: int
-    seconds: float
-    cpu_s: float
-    peak_rss_mb: float
-
-
-@dataclass
-class QuixResult(_Rate):
-    """Like :class:`ConsumerResult`, fewer fields: its rows carry no write time for latency."""
-
-    sink: str
-    records: int
-    seconds: float = math.nan
-    startup_s: float = math.nan
-    cpu_s: float = math.nan
-    peak_rss_mb: float = math.nan
-    finished: bool = True
-    problems: list[str] = field(default_factory=list)
-
-
-Run = ConsumerResult | QuixResult | NaiveResult
+def consumer_env(
+    ctx: Context,
+    topic: str,
+    group: str,
+    dbs: dict[str, str],
+    dlq_topic: str = "unused",
+    batch_timeout_ms: int | None = None,
+) -> dict[str, str]:
+    """Every setting the consumer reads, spelled out (see quotes_consumer/settings.py); ``dbs``
+    names the PostgreSQL and the MongoDB database. The naive and Quix programs read the same."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
+    endpoints = ctx.endpoints
+    return {
+        **inherited,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_GROUP_ID": group,
+        "KAFKA_DLQ_TOPIC": dlq_topic,
+        "KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "POSTGRES_HOST": endpoints.pg_host,
+        "POSTGRES_PORT": str(endpoints.pg_port),
+        "POSTGRES_DB": dbs["postgres"],
+        "POSTGRES_USER": endpoints.pg_user,
+        "POSTGRES_PASSWORD": endpoints.pg_password,
+        "MONGO_URI": endpoints.mongo_uri,
+        "MONGO_DB": dbs["mongo"],
+        "MONGO_COLLECTION": "quotes",
+        "CONSUMER_BATCH_SIZE": str(ctx.batch_size),
+        "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms or ctx.batch_timeout_ms),
+        "CONSUMER_MAX_RECORD_BYTES": "65536",
+        "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
+        "CONSUMER_UNHEALTHY_AFTER_S": "60",
+        "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
+        "CONSUMER_WRITE_TIMEOUT_S": "15",
+        "LOG_LEVEL": "INFO",
+    }
 
 
 def consumer_run(
@@ -215,7 +256,7 @@ def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
     code = child.stop()
     ctx.scratch.release_databases()
     if code != 0:
-        raise RuntimeError(f"naive consumer failed ({code}):\n{child.log()}")
+        raise RuntimeError(f"naive consumer failed ({code}):\n{child.tail()}")
     data = _reported(child, "records")
     return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
 
@@ -249,7 +290,7 @@ def _stop(child: Child, result: ConsumerResult | QuixResult, who: str) -> None:
     code = child.stop()
     if code != 0:
         result.problems.append(f"{who} exited with {code}; log {child.log_path}")
-    result.cpu_s, result.peak_rss_mb = child.usage.cpu_s, child.usage.peak_rss_mb
+    result.cpu_s, result.peak_rss_mb = child.cpu_s, child.peak_rss_mb
 
 
 def _reported(child: Child, key: str) -> dict[str, Any]:
@@ -259,4 +300,4 @@ def _reported(child: Child, key: str) -> dict[str, Any]:
         if line.startswith(f'{{"{key}"'):
             found: dict[str, Any] = json.loads(line)
             return found
-    raise RuntimeError(f"{child.argv[2]} printed no {key}:\n{child.log()}")
+    raise RuntimeError(f"{child.argv[2]} printed no {key}:\n{child.tail()}")
