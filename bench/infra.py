@@ -104,13 +104,10 @@ class Scratch:
                 drop_database(self.endpoints, name)
         self._pg_databases.clear()
         if self._mongo_databases:
-            client = self.endpoints.mongo_client()
-            try:
+            with contextlib.closing(self.endpoints.mongo_client()) as client:
                 for name in self._mongo_databases:
                     with contextlib.suppress(pymongo.errors.PyMongoError):
                         client.drop_database(name)
-            finally:
-                client.close()
         self._mongo_databases.clear()
 
     def release_kafka(self) -> None:

@@ -228,10 +228,7 @@ def quix_run(
     finally:
         _stop(child, result, "Quix")
     first = float(_reported(child, "first_record_at")["first_record_at"])
-    if sink == "postgres":
-        stored_count = stored.quix_postgres_count(ctx.endpoints, db)
-    else:
-        stored_count = stored.mongo_count(ctx.endpoints, db)
+    stored_count = stored.quix_count(ctx.endpoints, sink, db)
     valid, _ = counts(total)
     if result.finished and stored_count != valid:
         result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
