@@ -27,10 +27,14 @@ from bench import ceilings, environment, report
 from bench.infra import RESULTS_DIR, BenchError, Context, Scratch, load_endpoints
 from bench.results import SINKS_OF, Results, Run, SizeResult, from_json, to_json
 from bench.runs import consumer_run, naive_run, quix_run
-from bench.workload import BIG_RECORD_BYTES, big_values, check_classification, publish
-from quotes_consumer.settings import SPEC
+from bench.workload import (
+    BIG_RECORD_BYTES,
+    CONSUMER_DEFAULTS,
+    big_values,
+    check_classification,
+    publish,
+)
 
-DEFAULTS = {setting.name: setting.default for setting in SPEC}
 PROFILE_MAX_SIZE = 100_000
 # The options whose default depends on --quick: (full run, --quick, help); each default is set
 # here only, and --help shows it.
@@ -67,13 +71,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add(
         "--batch-size",
         type=int,
-        default=int(DEFAULTS["CONSUMER_BATCH_SIZE"]),
+        default=int(CONSUMER_DEFAULTS["CONSUMER_BATCH_SIZE"]),
         help="CONSUMER_BATCH_SIZE, also the ceilings' batch size (default: the consumer's)",
     )
     add(
         "--batch-timeout-ms",
         type=int,
-        default=int(DEFAULTS["CONSUMER_BATCH_TIMEOUT_MS"]),
+        default=int(CONSUMER_DEFAULTS["CONSUMER_BATCH_TIMEOUT_MS"]),
         help="CONSUMER_BATCH_TIMEOUT_MS (default: the consumer's)",
     )
     add("--no-profile", action="store_true", help="skip the pyinstrument run")

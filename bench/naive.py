@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
         handled += 1
         now = datetime.now(UTC)
         try:
-            quote = transform(to_message(message), 65_536, now)
+            quote = transform(to_message(message), settings.consumer_max_record_bytes, now)
         except InvalidRecord:
             quote = None
         if quote is not None:

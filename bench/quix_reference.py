@@ -34,7 +34,6 @@ from quixstreams import Application, message_context
 from quixstreams.sinks.community.mongodb import MongoDBSink
 from quixstreams.sinks.community.postgresql import PostgreSQLSink
 
-from bench.workload import MAX_RECORD_BYTES
 from quotes_consumer.record import InvalidRecord, Message, transform
 from quotes_consumer.settings import Settings, load
 from quotes_consumer.sinks.mongo import to_document
@@ -46,8 +45,9 @@ QUIX_TABLE = "quix_quotes"
 class _Converter:
     """Record value to the sink's input (row dict or document), or None when invalid."""
 
-    def __init__(self, sink: str) -> None:
+    def __init__(self, sink: str, max_record_bytes: int) -> None:
         self.sink = sink
+        self.max_record_bytes = max_record_bytes
         self.first_seen = False
 
     def __call__(self, value: bytes, key: Any, timestamp: int, headers: Any) -> Any:
@@ -66,7 +66,7 @@ class _Converter:
         )
         now = datetime.now(UTC)
         try:
-            quote = transform(message, MAX_RECORD_BYTES, now)
+            quote = transform(message, self.max_record_bytes, now)
         except InvalidRecord:
             return None
         if self.sink == "mongo":
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
     )
     topic = app.topic(settings.kafka_topic, value_deserializer="bytes")
     frame = app.dataframe(topic)
-    frame = frame.apply(_Converter(args.sink), metadata=True)
+    frame = frame.apply(_Converter(args.sink, settings.consumer_max_record_bytes), metadata=True)
     frame = frame.filter(lambda value: value is not None)
     frame.sink(build_sink(args.sink, settings))
     app.run()  # until SIGTERM from the bench, which it handles with a last checkpoint

@@ -17,10 +17,8 @@ from bench.ceilings import LABELS
 from bench.cpu import CONSUMER, GROUPS, MIN_WINDOW_S, CpuUsage
 from bench.results import SINKS_OF, ConsumerResult, Results, SizeResult, median
 from bench.stored import Percentiles
-from bench.workload import INVALID_EVERY
-from quotes_consumer.settings import SPEC
+from bench.workload import CONSUMER_DEFAULTS, INVALID_EVERY, MAX_RECORD_BYTES
 
-CONSUMER_DEFAULTS = {setting.name: setting.default for setting in SPEC}
 QUIX_COMMIT_INTERVAL_S = 5.0  # Quix Streams 3.28's Application default, which the bench keeps
 
 # The targets, the one place they are set: issue 11's, then the ones kept from earlier issues.
@@ -309,7 +307,7 @@ def _big_record_lines(results: Results) -> list[str]:
         "quote, stored in both databases; 2 % invalid as everywhere), pre-loaded, consumed "
         "with both sinks and every setting at its default (`CONSUMER_BATCH_SIZE="
         f"{results.batch_size}`, `CONSUMER_BATCH_MAX_BYTES` at the consumer's default, "
-        "`CONSUMER_MAX_RECORD_BYTES=65536`): "
+        f"`CONSUMER_MAX_RECORD_BYTES={MAX_RECORD_BYTES}`): "
         f"**peak RSS {_num(run.peak_rss_mb, 1)} MB**, {_num(run.throughput)} records/s, "
         f"CPU {_num(run.cpu_s, 1)} s"
         + (f"; problems: {'; '.join(run.problems)}" if run.problems else "; every record stored")

@@ -102,8 +102,9 @@ def consumer_env(
     dlq_topic: str = "unused",
     batch_timeout_ms: int | None = None,
 ) -> dict[str, str]:
-    """Every setting the consumer reads, spelled out (see quotes_consumer/settings.py); ``dbs``
-    names the PostgreSQL and the MongoDB database. The naive and Quix programs read the same."""
+    """The settings a run chooses (quotes_consumer/settings.py); every other one stays at the
+    consumer's default. ``dbs`` names the PostgreSQL and the MongoDB database. The naive and
+    Quix programs read the same variables."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
     endpoints = ctx.endpoints
     return {
@@ -112,7 +113,6 @@ def consumer_env(
         "KAFKA_TOPIC": topic,
         "KAFKA_GROUP_ID": group,
         "KAFKA_DLQ_TOPIC": dlq_topic,
-        "KAFKA_AUTO_OFFSET_RESET": "earliest",
         "POSTGRES_HOST": endpoints.pg_host,
         "POSTGRES_PORT": str(endpoints.pg_port),
         "POSTGRES_DB": dbs["postgres"],
@@ -120,15 +120,10 @@ def consumer_env(
         "POSTGRES_PASSWORD": endpoints.pg_password,
         "MONGO_URI": endpoints.mongo_uri,
         "MONGO_DB": dbs["mongo"],
-        "MONGO_COLLECTION": "quotes",
         "CONSUMER_BATCH_SIZE": str(ctx.batch_size),
         "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms or ctx.batch_timeout_ms),
-        "CONSUMER_MAX_RECORD_BYTES": "65536",
         "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
-        "CONSUMER_UNHEALTHY_AFTER_S": "60",
         "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
-        "CONSUMER_WRITE_TIMEOUT_S": "15",
-        "LOG_LEVEL": "INFO",
     }
 
 

@@ -21,9 +21,12 @@ from typing import Any
 from kafka import KafkaProducer
 
 from quotes_consumer.record import InvalidRecord, Message, Quote, transform
+from quotes_consumer.settings import SPEC
 
 INVALID_EVERY = 50  # index % 50 == 49 is invalid: exactly 2 % of any multiple of 50
-MAX_RECORD_BYTES = 65_536  # the consumer's default CONSUMER_MAX_RECORD_BYTES
+# The consumer's defaults: every run keeps them, but for the few consumer_env() sets.
+CONSUMER_DEFAULTS = {setting.name: setting.default for setting in SPEC}
+MAX_RECORD_BYTES = int(CONSUMER_DEFAULTS["CONSUMER_MAX_RECORD_BYTES"])
 SEED = 20_240_601
 
 CAST = (
