@@ -125,21 +125,12 @@ def _throughput_section(results: Results) -> list[str]:
                     f"{_num(100 * _ratio(rate, size.serial_bound(mode)), 0)} %",
                 ]
             )
-    problems = [
-        f"{size.size:,} {mode}: {problem}"
-        for size in results.sizes
-        for mode, runs in size.consumer.items()
-        for run in runs
-        for problem in run.problems
+    labelled = [
+        (f"{s.size:,} {mode}", runs) for s in results.sizes for mode, runs in s.consumer.items()
     ]
-    problems += [
-        f"{size.size:,} Quix Streams: {problem}"
-        for size in results.sizes
-        for run in size.quix
-        for problem in run.problems
-    ]
-    if results.big_records is not None:
-        problems += [f"~60 KB records: {problem}" for problem in results.big_records.problems]
+    labelled += [(f"{s.size:,} Quix Streams", s.quix) for s in results.sizes]
+    labelled += [("~60 KB records", [results.big_records])] if results.big_records else []
+    problems = [f"{label}: {p}" for label, runs in labelled for run in runs for p in run.problems]
     complete = (
         "every run stored every valid record in each active database and dead-lettered every "
         "invalid one (Quix Streams, which has no dead-letter topic: stored every valid record)."
@@ -173,27 +164,27 @@ def cpu_medians(usages: Sequence[CpuUsage]) -> dict[str, float]:
 
 
 def _cpu_section(results: Results) -> list[str]:
-    measured: list[tuple[int, str, float, list[CpuUsage]]] = []
-    for size in results.sizes:
-        for mode, runs in size.consumer.items():
-            timed = [r for r in runs if r.cpu is not None]
-            usages = [r.cpu for r in timed if r.cpu is not None]
-            measured.append((size.size, f"consumer, {mode}", _of(timed, "throughput"), usages))
-        if size.concurrent_cpu and size.ceilings.get("concurrent"):
-            rate = size.median_ceiling("concurrent")
-            measured.append((size.size, "raw, both databases at once", rate, size.concurrent_cpu))
-    rows = []
-    for records, run, rate, all_usages in measured:
-        usages = [u for u in all_usages if u.cores]
-        if usages:
-            used = cpu_medians(usages)
+    rows: list[list[str]] = []
+
+    def row(records: int, run: str, rate: float, usages: Iterable[CpuUsage | None]) -> None:
+        found = [u for u in usages if u is not None and u.cores]
+        if found:
+            used = cpu_medians(found)
             rows.append(
-                [f"{records:,}", run, _num(rate), f"{_num(used['machine'], 2)} of {usages[0].cpus}"]
+                [f"{records:,}", run, _num(rate), f"{_num(used['machine'], 2)} of {found[0].cpus}"]
                 + [
                     f"{_num(100 * used[name], 0)} % ({_num(used[name] / rate * 1e6, 0)} µs)"
                     for name in (CONSUMER, *GROUPS)
                 ]
             )
+
+    for size in results.sizes:
+        for mode, runs in size.consumer.items():
+            timed = [r for r in runs if r.cpu is not None]
+            row(size.size, f"consumer, {mode}", _of(timed, "throughput"), [r.cpu for r in timed])
+        if size.ceilings.get("concurrent"):
+            rate = size.median_ceiling("concurrent")
+            row(size.size, "raw, both databases at once", rate, size.concurrent_cpu)
     if not rows:
         return []
     head = "| records | run | records/s | CPUs busy | consumer (or raw clients) | "
