@@ -153,7 +153,7 @@ def consumer_run(
         argv = ["-m", "bench.profiled", str(profile_prefix)]
     env = consumer_env(ctx, topic, group, dbs, dlq, timeout_ms)
     child = Child(argv, env, ctx.logs / f"{result.phase}-{mode}-{total}-{group[-10:]}.log")
-    first: list[tuple[float, cpu.Snapshot]] = []  # done_at is wall time
+    first: list[tuple[float, cpu.Snapshot]] = []  # wall time and CPU at the first commit seen
     try:
         if rate:
             child.wait_until("the group join", lambda: "assigned partitions" in child.output(), 60)
