@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-import psycopg2.extras
 from kafka import KafkaConsumer, TopicPartition
+from psycopg2.extras import execute_values
 
 from bench.cpu import CpuUsage, Meter
-from bench.infra import Endpoints, Scratch
+from bench.infra import Context
 from bench.workload import transformed_batches
 from quotes_consumer.record import Quote
 from quotes_consumer.sinks.mongo import to_document
@@ -44,26 +45,64 @@ INSERT_VALUES = f"INSERT INTO quotes ({', '.join(COLUMN_NAMES)}) VALUES %s ON CO
 # threads to run freely for seconds, few enough that a 1M-record run stays in memory bounds.
 CONCURRENT_CHUNK_RECORDS = 25_000
 
+# Every ceiling, in the order measured, with its name in the report.
+LABELS = {
+    "kafka": "Kafka read",
+    "postgres": "PostgreSQL insert",
+    "postgres_values": "PostgreSQL execute_values",
+    "mongo": "MongoDB insert",
+    "concurrent": "both databases at once",
+}
+Documents = list[dict[str, Any]]
+Send = Callable[[psycopg2.extensions.cursor, Any], object]  # one statement, in a transaction
 
-def kafka_read(
-    endpoints: Endpoints, topic: str, total: int, partitions: int, batch_size: int
-) -> float:
-    """kafka-python alone reading the whole topic (no group, no commits): records/s."""
+
+def measure(ctx: Context, topic: str, total: int) -> tuple[dict[str, float], CpuUsage]:
+    """Every ceiling once, in records/s, each into fresh databases; with the CPU use of the
+    concurrent ceiling's timed calls."""
+
+    def batches() -> Iterator[list[Quote]]:
+        return transformed_batches(topic, total, ctx.partitions, ctx.batch_size)
+
+    found = {
+        "kafka": kafka_read(ctx, topic, total),
+        # The consumer's INSERT: the batch as one JSON parameter.
+        "postgres": _postgres(ctx, batches(), lambda quotes: (to_json(quotes),), _insert),
+        "postgres_values": _postgres(
+            ctx,
+            batches(),
+            lambda quotes: [to_row(q) for q in quotes],
+            lambda cursor, rows: execute_values(cursor, INSERT_VALUES, rows, page_size=len(rows)),
+        ),
+    }
+    # insert_many (unordered) of the consumer's documents, one call per batch.
+    with closing(ctx.endpoints.mongo_client()) as client:
+        collection = client[ctx.scratch.mongo_database()]["quotes"]
+        prepared = ((_documents(quotes), len(quotes)) for quotes in batches())
+        found["mongo"] = _timed(prepared, lambda docs: collection.insert_many(docs, ordered=False))
+    ctx.scratch.release_databases()
+    found["concurrent"], usage = _concurrent(ctx, batches())
+    ctx.scratch.release_databases()
+    return found, usage
+
+
+def kafka_read(ctx: Context, topic: str, total: int) -> float:
+    """kafka-python alone reading the whole topic (no group, no commits)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=endpoints.kafka.split(","),
+        bootstrap_servers=ctx.endpoints.kafka.split(","),
         enable_auto_commit=False,
-        max_poll_records=batch_size,
+        max_poll_records=ctx.batch_size,
         fetch_max_wait_ms=200,  # as the consumer sets it
         client_id="streamlab-bench-ceiling",
     )
     try:
-        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        consumer.assign([TopicPartition(topic, p) for p in range(ctx.partitions)])
         consumer.seek_to_beginning()
         seen = 0
         started = time.monotonic()
         deadline = started + 60 + total / 1000
         while seen < total and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500, max_records=batch_size).values():
+            for records in consumer.poll(timeout_ms=500, max_records=ctx.batch_size).values():
                 seen += len(records)
         elapsed = time.monotonic() - started
     finally:
@@ -73,131 +112,84 @@ def kafka_read(
     return total / elapsed
 
 
-def postgres_insert(
-    endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
-) -> float:
-    """The consumer's INSERT of each batch, one transaction per batch, into a fresh schema."""
-    return _postgres(
-        endpoints,
-        scratch,
-        batches=transformed_batches(topic, total, partitions, batch),
-        prepare=lambda quotes: (to_json(quotes),),
-        send=lambda cursor, payload: cursor.execute(INSERT, payload),
-    )
-
-
-def postgres_values(
-    endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
-) -> float:
-    """execute_values of the same rows, one transaction per batch, into a fresh schema."""
-    return _postgres(
-        endpoints,
-        scratch,
-        batches=transformed_batches(topic, total, partitions, batch),
-        prepare=lambda quotes: [to_row(q) for q in quotes],
-        send=lambda cursor, rows: psycopg2.extras.execute_values(
-            cursor, INSERT_VALUES, rows, page_size=len(rows)
-        ),
-    )
-
-
 def _postgres(
-    endpoints: Endpoints,
-    scratch: Scratch,
-    batches: Iterable[Sequence[Quote]],
-    prepare: Callable[[Sequence[Quote]], Any],
-    send: Callable[[psycopg2.extensions.cursor, Any], object],
+    ctx: Context, batches: Iterable[list[Quote]], prepare: Callable[[list[Quote]], Any], send: Send
 ) -> float:
-    """Records/s of ``send``. What it sends is prepared outside the timed call, so only the
-    client's work inside psycopg2 and the server's count."""
-    conn = psycopg2.connect(**endpoints.pg_params(scratch.pg_database()))
-    rows_written = 0
-    spent = 0.0
-    try:
-        for quotes in batches:
-            payload = prepare(quotes)
-            started = time.perf_counter()
-            with conn, conn.cursor() as cursor:
-                send(cursor, payload)
-            spent += time.perf_counter() - started
-            rows_written += len(quotes)
-    finally:
-        conn.close()
-    return rows_written / spent
+    """One transaction per batch into a fresh database."""
+    with closing(psycopg2.connect(**ctx.endpoints.pg_params(ctx.scratch.pg_database()))) as conn:
+        prepared = ((prepare(quotes), len(quotes)) for quotes in batches)
+        return _timed(prepared, lambda payload: _transaction(conn, send, payload))
 
 
-def mongo_insert(
-    endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
-) -> float:
-    """insert_many (unordered) of the consumer's documents, one call per batch, fresh database."""
-    dbname = scratch.mongo_database()
-    client = endpoints.mongo_client()
-    collection = client[dbname]["quotes"]
-    docs_written = 0
-    spent = 0.0
-    try:
-        for quotes in transformed_batches(topic, total, partitions, batch):
-            now = datetime.now(UTC)
-            documents = [to_document(q, now) for q in quotes]
-            started = time.perf_counter()
-            collection.insert_many(documents, ordered=False)
-            spent += time.perf_counter() - started
-            docs_written += len(documents)
-    finally:
-        client.close()
-    return docs_written / spent
+def _transaction(conn: psycopg2.extensions.connection, send: Send, payload: Any) -> None:
+    with conn, conn.cursor() as cursor:
+        send(cursor, payload)
 
 
-def concurrent_insert(
-    endpoints: Endpoints, scratch: Scratch, topic: str, total: int, partitions: int, batch: int
-) -> tuple[float, CpuUsage]:
-    """Both databases at once: the consumer's INSERT and insert_many in two threads of one
-    process.
+def _insert(cursor: psycopg2.extensions.cursor, payload: tuple[str]) -> None:
+    cursor.execute(INSERT, payload)
+
+
+def _documents(quotes: list[Quote]) -> Documents:
+    now = datetime.now(UTC)
+    return [to_document(q, now) for q in quotes]
+
+
+def _concurrent(ctx: Context, batches: Iterator[list[Quote]]) -> tuple[float, CpuUsage]:
+    """Both databases at once, the way the consumer writes them.
 
     Batches are prepared (the INSERT's parameter and the documents) a chunk at a time outside
     the timed region; then one thread writes the chunk's batches to PostgreSQL (one transaction
     each) while the other writes the same batches to FerretDB (one unordered insert_many each),
-    and the wall time until both finished is what counts. Records/s = records / sum of those
-    wall times. The CPU use of the same stretches comes with it, the bench's process counted as
-    the client.
+    and the wall time until both finished is what counts. The CPU use of the same stretches
+    comes with it, the bench's process counted as the client.
     """
-    pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
-    conn = psycopg2.connect(**endpoints.pg_params(pg_db))
-    client = endpoints.mongo_client()
-    collection = client[mongo_db]["quotes"]
+    per_chunk = max(1, CONCURRENT_CHUNK_RECORDS // ctx.batch_size)
 
-    def write_postgres(payloads: Sequence[tuple[str]]) -> None:
-        for payload in payloads:
-            with conn, conn.cursor() as cursor:
-                cursor.execute(INSERT, payload)
+    def prepared() -> Iterator[tuple[tuple[list[tuple[str]], list[Documents]], int]]:
+        while chunk := list(islice(batches, per_chunk)):
+            payloads = [(to_json(quotes),) for quotes in chunk]
+            yield (payloads, [_documents(quotes) for quotes in chunk]), sum(map(len, chunk))
 
-    def write_mongo(doc_batches: Sequence[list[dict[str, Any]]]) -> None:
-        for documents in doc_batches:
-            collection.insert_many(documents, ordered=False)
-
-    batches = transformed_batches(topic, total, partitions, batch)
-    per_chunk = max(1, CONCURRENT_CHUNK_RECORDS // batch)
-    written = 0
-    spent = 0.0
     meter = Meter(os.getpid())
-    try:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ceiling") as pool:
-            while chunk := list(islice(batches, per_chunk)):
-                now = datetime.now(UTC)
-                payloads = [(to_json(quotes),) for quotes in chunk]
-                documents = [[to_document(q, now) for q in quotes] for quotes in chunk]
-                meter.start()
-                started = time.perf_counter()
-                futures = [
-                    pool.submit(write_postgres, payloads),
-                    pool.submit(write_mongo, documents),
-                ]
-                for future in futures:
-                    future.result()
-                spent += time.perf_counter() - started
-                meter.stop()
-                written += sum(len(quotes) for quotes in chunk)
-    finally:
-        conn.close()
-        client.close()
-    return written / spent, meter.usage()
+    conn = psycopg2.connect(**ctx.endpoints.pg_params(ctx.scratch.pg_database()))
+    with (
+        closing(conn),
+        closing(ctx.endpoints.mongo_client()) as client,
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="ceiling") as pool,
+    ):
+        collection = client[ctx.scratch.mongo_database()]["quotes"]
+
+        def write_postgres(payloads: list[tuple[str]]) -> None:
+            for payload in payloads:
+                _transaction(conn, _insert, payload)
+
+        def write_mongo(batches_of_documents: list[Documents]) -> None:
+            for documents in batches_of_documents:
+                collection.insert_many(documents, ordered=False)
+
+        def both(chunk: tuple[list[tuple[str]], list[Documents]]) -> None:
+            for write in [
+                pool.submit(write_postgres, chunk[0]),
+                pool.submit(write_mongo, chunk[1]),
+            ]:
+                write.result()
+
+        return _timed(prepared(), both, meter), meter.usage()
+
+
+def _timed(
+    prepared: Iterable[tuple[Any, int]], send: Callable[[Any], object], meter: Meter | None = None
+) -> float:
+    """Records/s of ``send`` over each (payload, records) prepared, counting only its calls."""
+    written, spent = 0, 0.0
+    for payload, records in prepared:
+        if meter is not None:
+            meter.start()
+        started = time.perf_counter()
+        send(payload)
+        spent += time.perf_counter() - started
+        if meter is not None:
+            meter.stop()
+        written += records
+    return written / spent

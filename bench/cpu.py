@@ -1,6 +1,9 @@
-"""Where the CPUs went during a run: the consumer, each server, and the machine as a whole.
+"""What the kernel counted: a process's CPU time and peak memory, and where the CPUs went
+during a run (the consumer, each server, and the machine as a whole).
 
-Why: on this 2-core machine the consumer, Kafka, PostgreSQL and FerretDB compete for the same
+Why the kernel's accounting (``/proc``): the consumer is measured as it ships, a process of its
+own, so its cost is read from outside rather than estimated from inside. And on this 2-core
+machine the consumer, Kafka, PostgreSQL and FerretDB compete for the same
 CPUs, so a rate alone does not say what bounds it. Summing each process tree's user and system
 time (``/proc/<pid>/stat``) at both ends of a run's window says who used the CPUs, and
 ``/proc/stat`` how busy they were in all. The servers are found by the harness's pid files; a
@@ -19,7 +22,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.process import parent_and_cpu_s
 from native.servers.process import run_dir
 
 # What the report shows, and the harness processes (pid files) each one sums.
@@ -31,6 +33,24 @@ GROUPS: dict[str, tuple[str, ...]] = {
 CONSUMER = "consumer"
 # Shorter windows are not measured: CPU time is counted in ticks of 10 ms.
 MIN_WINDOW_S = 2.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parent_and_cpu_s(pid: int) -> tuple[int, float]:
+    """The process's parent, and its CPU seconds so far (user+system, all threads), from one
+    read of ``/proc/<pid>/stat``. OSError when the process is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; comm may hold spaces
+    ppid, utime, stime = int(fields[1]), int(fields[11]), int(fields[12])  # proc(5): 4, 14, 15
+    return ppid, (utime + stime) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The resident-set high-water mark (``VmHWM``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -68,29 +88,21 @@ def snapshot(consumer_pid: int) -> Snapshot:
     return Snapshot(busy, total, cpu_s)
 
 
-def between(first: Snapshot, last: Snapshot, seconds: float) -> CpuUsage:
-    """What each group used from ``first`` to ``last``, ``seconds`` apart."""
-    groups = set(first.cpu_s) & set(last.cpu_s)
-    return _usage(
-        last.machine_busy - first.machine_busy,
-        last.machine_total - first.machine_total,
-        {group: last.cpu_s[group] - first.cpu_s[group] for group in groups},
-        seconds,
-    )
-
-
-def _usage(busy: int, total: int, cpu_s: dict[str, float], seconds: float) -> CpuUsage:
-    """Cores used per group over ``seconds``, given the machine's ticks and each group's CPU
-    seconds spent in them; a group absent from ``cpu_s`` was not found."""
+def between(windows: list[tuple[Snapshot, Snapshot]], seconds: float) -> CpuUsage:
+    """What each group used over ``windows`` (first and last snapshot of each), ``seconds`` in
+    all; a group missing from any snapshot was not found."""
     cpus = os.cpu_count() or 1
     usage = CpuUsage(cpus)
     if seconds <= 0:
         return usage
+    busy = sum(last.machine_busy - first.machine_busy for first, last in windows)
+    total = sum(last.machine_total - first.machine_total for first, last in windows)
     if total > 0:
         usage.machine_cores = cpus * busy / total
     for group in (CONSUMER, *GROUPS):
-        if group in cpu_s:
-            usage.cores[group] = cpu_s[group] / seconds
+        if all(group in first.cpu_s and group in last.cpu_s for first, last in windows):
+            spent = sum(last.cpu_s[group] - first.cpu_s[group] for first, last in windows)
+            usage.cores[group] = spent / seconds
         else:
             usage.missing.append(group)
     return usage
@@ -106,9 +118,7 @@ class Meter:
         self._client_pid = client_pid
         self._started: tuple[float, Snapshot] | None = None
         self._seconds = 0.0
-        self._busy = self._total = 0
-        self._cpu_s: dict[str, float] = defaultdict(float)
-        self._seen: set[str] | None = None
+        self._windows: list[tuple[Snapshot, Snapshot]] = []
 
     def start(self) -> None:
         self._started = (time.perf_counter(), snapshot(self._client_pid))
@@ -117,19 +127,13 @@ class Meter:
         assert self._started is not None, "stop() without start()"
         (began, first), last = self._started, snapshot(self._client_pid)
         self._seconds += time.perf_counter() - began
-        self._busy += last.machine_busy - first.machine_busy
-        self._total += last.machine_total - first.machine_total
-        found = set(first.cpu_s) & set(last.cpu_s)
-        self._seen = found if self._seen is None else self._seen & found
-        for group in found:
-            self._cpu_s[group] += last.cpu_s[group] - first.cpu_s[group]
+        self._windows.append((first, last))
         self._started = None
 
     def usage(self) -> CpuUsage:
         if self._seconds < MIN_WINDOW_S:
             return CpuUsage(os.cpu_count() or 1)  # too short to count: nothing measured
-        cpu_s = {group: self._cpu_s[group] for group in self._seen or ()}
-        return _usage(self._busy, self._total, cpu_s, self._seconds)
+        return between(self._windows, self._seconds)
 
 
 def _pid_of(name: str) -> int | None:

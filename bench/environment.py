@@ -8,8 +8,10 @@ so the harness's pinned version is given with the API level the broker answers w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+from contextlib import closing
 from importlib import metadata
 from pathlib import Path
 
@@ -21,21 +23,13 @@ from bench.infra import Endpoints
 from native.servers.kafka import KAFKA_VERSION
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+def _proc(path: str, key: str) -> str | None:
+    """The value of the line starting with ``key`` in a /proc file, if there is one."""
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def memory_gb() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024 / 1024
-    return float("nan")
+    return None
 
 
 def _version(package: str) -> str:
@@ -46,31 +40,24 @@ def _version(package: str) -> str:
 
 
 def describe(endpoints: Endpoints) -> dict[str, str]:
-    conn = psycopg2.connect(**endpoints.pg_params("postgres"))
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            postgres_version = str(cursor.fetchone()[0])
-    finally:
-        conn.close()
-    client = endpoints.mongo_client()
-    try:
+    postgres = psycopg2.connect(**endpoints.pg_params("postgres"))
+    with closing(postgres) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres_version = str(cursor.fetchone()[0])
+    with closing(endpoints.mongo_client()) as client:
         info = client.admin.command("buildInfo")
-    finally:
-        client.close()
     if "ferretdbVersion" in info:
         mongo = f"FerretDB {info['ferretdbVersion']} (MongoDB wire protocol {info['version']})"
     else:
         mongo = f"MongoDB {info['version']}"
-    admin = KafkaAdminClient(bootstrap_servers=endpoints.kafka.split(","), client_id="bench-env")
-    try:
+    kafka = KafkaAdminClient(bootstrap_servers=endpoints.kafka.split(","), client_id="bench-env")
+    with closing(kafka) as admin:
         api = ".".join(str(part) for part in admin._client.check_version())
-    finally:
-        admin.close()
+    memory_kb = float((_proc("/proc/meminfo", "MemTotal:") or "nan kB").split()[0])
     return {
         "CPUs": str(os.cpu_count()),
-        "CPU model": cpu_model(),
-        "memory": f"{memory_gb():.0f} GB",
+        "CPU model": _proc("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "memory": f"{memory_kb / 1024 / 1024:.0f} GB",
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "kafka-python": _version("kafka-python"),

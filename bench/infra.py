@@ -1,4 +1,4 @@
-"""Where the servers are, and throwaway topics, groups and databases for one measurement.
+"""Where the servers are, throwaway topics, groups and databases, and what every run is handed.
 
 Why a module of its own: every measurement must start from nothing (a fresh topic, consumer
 group, PostgreSQL database and MongoDB database), or a second run would find the first run's rows
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -20,6 +21,7 @@ import pymongo
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
+from tqdm import tqdm
 
 from native.servers.endpoints import (
     EndpointError,
@@ -56,7 +58,7 @@ def unique(prefix: str) -> str:
 
 
 class Scratch:
-    """Creates throwaway Kafka topics, groups and databases, and removes them all on close."""
+    """Creates throwaway Kafka topics, groups and databases, and removes them all on exit."""
 
     def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints
@@ -102,13 +104,10 @@ class Scratch:
                 drop_database(self.endpoints, name)
         self._pg_databases.clear()
         if self._mongo_databases:
-            client = self.endpoints.mongo_client()
-            try:
+            with contextlib.closing(self.endpoints.mongo_client()) as client:
                 for name in self._mongo_databases:
                     with contextlib.suppress(pymongo.errors.PyMongoError):
                         client.drop_database(name)
-            finally:
-                client.close()
         self._mongo_databases.clear()
 
     def release_kafka(self) -> None:
@@ -121,7 +120,10 @@ class Scratch:
                 self.admin.delete_topics(self._topics)
             self._topics.clear()
 
-    def close(self) -> None:
+    def __enter__(self) -> Scratch:
+        return self
+
+    def __exit__(self, *_: object) -> None:
         try:
             self.release_databases()
             self.release_kafka()
@@ -145,10 +147,25 @@ class Scratch:
         return sum(max(0, int(meta.offset)) for tp, meta in offsets.items() if tp.topic == topic)
 
 
-@contextlib.contextmanager
-def scratch(endpoints: Endpoints) -> Iterator[Scratch]:
-    resources = Scratch(endpoints)
-    try:
-        yield resources
-    finally:
-        resources.close()
+@dataclass
+class Context:
+    """What every measurement is handed: servers, scratch space, consumer settings, output."""
+
+    endpoints: Endpoints
+    scratch: Scratch
+    logs: Path
+    batch_size: int
+    batch_timeout_ms: int
+    partitions: int = 3
+    progress: bool = True
+
+    def bar(self, total: int, desc: str, unit: str = "rec") -> tqdm[Any]:
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            unit_scale=True,
+            leave=False,
+            dynamic_ncols=True,
+            disable=None if self.progress else True,  # None: only on a terminal
+        )

@@ -1,9 +1,9 @@
 """The reference consumer, written the way the original lab material did it.
 
-``python -m bench.naive --topic T --group G --pg-db D --mongo-db M --limit N`` (servers from
-``KAFKA_BOOTSTRAP_SERVERS``, ``POSTGRES_*``, ``MONGO_URI``): kafka-python with auto-commit,
-iterating message by message, and per message one ``INSERT`` + ``conn.commit()`` and one
-``insert_one``. It exists to put the batched consumer's throughput in proportion, so it keeps
+``python -m bench.naive --limit N``, configured by the consumer's own environment variables
+(topic, group, servers, databases: :mod:`quotes_consumer.settings`): kafka-python with
+auto-commit, iterating message by message, and per message one ``INSERT`` + ``conn.commit()`` and
+one ``insert_one``. It exists to put the batched consumer's throughput in proportion, so it keeps
 the per-message I/O pattern and nothing else: the rows and documents are the very ones the real
 consumer writes (built with the same transform), into the same schema, so the ratio measures
 batching, not different data. Invalid records are skipped, as the lab material had no
@@ -29,6 +29,7 @@ from kafka import KafkaConsumer
 
 from quotes_consumer.loop import to_message
 from quotes_consumer.record import InvalidRecord, transform
+from quotes_consumer.settings import load
 from quotes_consumer.sinks.mongo import to_document
 from quotes_consumer.sinks.postgres import COLUMN_NAMES, to_row
 
@@ -41,30 +42,28 @@ IDLE_TIMEOUT_MS = 15_000
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.naive")
-    for name in ("--topic", "--group", "--pg-db", "--mongo-db"):
-        parser.add_argument(name, required=True)
     parser.add_argument("--limit", type=int, required=True, help="stop after this many records")
-    args = parser.parse_args(argv)
-
+    limit = parser.parse_args(argv).limit
+    settings = load(os.environ)
     consumer = KafkaConsumer(
-        args.topic,
-        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"].split(","),
-        group_id=args.group,
+        settings.kafka_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        group_id=settings.kafka_group_id,
         auto_offset_reset="earliest",
         enable_auto_commit=True,
         consumer_timeout_ms=IDLE_TIMEOUT_MS,  # ends the for-loop if the topic runs dry
     )
     conn = psycopg2.connect(
-        host=os.environ["POSTGRES_HOST"],
-        port=int(os.environ["POSTGRES_PORT"]),
-        dbname=args.pg_db,
-        user=os.environ["POSTGRES_USER"],
-        password=os.environ["POSTGRES_PASSWORD"],
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        dbname=settings.postgres_db,
+        user=settings.postgres_user,
+        password=settings.postgres_password,
     )
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        os.environ["MONGO_URI"], tz_aware=True
+        settings.mongo_uri, tz_aware=True
     )
-    collection = client[args.mongo_db]["quotes"]
+    collection = client[settings.mongo_db]["quotes"]
 
     handled = written = 0
     first = last = 0.0
@@ -74,7 +73,7 @@ def main(argv: list[str]) -> int:
         handled += 1
         now = datetime.now(UTC)
         try:
-            quote = transform(to_message(message), 65_536, now)
+            quote = transform(to_message(message), settings.consumer_max_record_bytes, now)
         except InvalidRecord:
             quote = None
         if quote is not None:
@@ -84,26 +83,22 @@ def main(argv: list[str]) -> int:
             collection.insert_one(to_document(quote, datetime.now(UTC)))
             written += 1
         last = time.monotonic()
-        if handled >= args.limit:
+        if handled >= limit:
             break
 
     consumer.close()  # auto-commit's last commit happens here
     conn.close()
     client.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(
-        json.dumps(
-            {
-                "records": handled,
-                "written": written,
-                "seconds": last - first,
-                "cpu_s": usage.ru_utime + usage.ru_stime,
-                "peak_rss_mb": usage.ru_maxrss / 1024,
-            }
-        ),
-        flush=True,
-    )
-    return 0 if handled >= args.limit else 1
+    report = {
+        "records": handled,
+        "written": written,
+        "seconds": last - first,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
+    print(json.dumps(report), flush=True)
+    return 0 if handled >= limit else 1
 
 
 if __name__ == "__main__":

@@ -24,20 +24,17 @@ from pyinstrument.frame import Frame
 import quotes_consumer.__main__ as service
 from quotes_consumer import loop
 
-# The stages of one batch, as (label, function name, file the function lives in).
-STAGES: tuple[tuple[str, str, str], ...] = (
-    ("Kafka poll (fetch + decode)", "fill", "quotes_consumer/loop.py"),
-    ("validate + transform", "transform_all", "quotes_consumer/loop.py"),
+# The stages of one batch, as (label, the function in quotes_consumer/loop.py that is it).
+LOOP = "quotes_consumer/loop.py"
+STAGES: tuple[tuple[str, str], ...] = (
+    ("Kafka poll (fetch + decode)", "fill"),
+    ("validate + transform", "transform_all"),
     # The sinks and the dead-letter topic are written in their lanes (worker threads), which
     # this profiler (main thread only) does not sample. The main thread waits for them only when
     # two batches are handed over and a third is full; that wait is this stage.
-    (
-        "waiting for the oldest batch in flight (written in the lanes)",
-        "keep_alive",
-        "quotes_consumer/loop.py",
-    ),
-    ("offset commit", "commit", "quotes_consumer/loop.py"),
-    ("log line + metrics", "report", "quotes_consumer/loop.py"),
+    ("waiting for the oldest batch in flight (written in the lanes)", "keep_alive"),
+    ("offset commit", "commit"),
+    ("log line + metrics", "report"),
 )
 
 
@@ -60,7 +57,7 @@ def summarize(root: Frame, top: int = 15) -> dict[str, Any]:
     function calls itself. ``self`` is time with the function itself on top of the stack.
     """
     total = root.time
-    stage_time = dict.fromkeys((label for label, _, _ in STAGES), 0.0)
+    stage_time = dict.fromkeys((label for label, _ in STAGES), 0.0)
     self_time: dict[str, float] = {}
     inclusive: dict[str, float] = {}
     for frame, recursive in _walk(root):
@@ -70,9 +67,9 @@ def summarize(root: Frame, top: int = 15) -> dict[str, Any]:
         self_time[key] = self_time.get(key, 0.0) + frame.total_self_time
         if not recursive:
             inclusive[key] = inclusive.get(key, 0.0) + frame.time
-            path = (frame.file_path or "").replace("\\", "/")
-            for label, function, where in STAGES:
-                if frame.function == function and path.endswith(where):
+            in_loop = (frame.file_path or "").replace("\\", "/").endswith(LOOP)
+            for label, function in STAGES:
+                if in_loop and frame.function == function:
                     stage_time[label] += frame.time
     stages = [
         {"stage": label, "seconds": seconds, "share": seconds / total if total else 0.0}

@@ -1,28 +1,21 @@
 """The peer reference: Quix Streams 3.28 reading the bench's topic into one of its own sinks.
 
-``python -m bench.quix_reference --sink postgres|mongo --topic T --group G --db D --state-dir S``
-(servers from ``KAFKA_BOOTSTRAP_SERVERS``, ``POSTGRES_*``, ``MONGO_URI``).
+``python -m bench.quix_reference --sink postgres|mongo --state-dir S``, configured by the
+consumer's own environment variables (topic, group, servers; the database is ``POSTGRES_DB`` or
+``MONGO_DB``).
 
 Why a peer: a ceiling says what the servers allow, the naive consumer what no batching costs;
 a maintained streaming library says what an ordinary, well-built alternative achieves on the
-same topic, the same servers and the same machine. It runs as Quix documents it: an
-``Application`` with at-least-once processing and its default commit interval (5 s), a fresh
-consumer group from the earliest offset, and its own sink, which writes a batch at each
-checkpoint. Nothing is tuned.
+same topic, servers and machine. It runs as Quix documents it, nothing tuned: an ``Application``
+with at-least-once processing and its default commit interval (5 s), and its own sink, which
+writes a batch at each checkpoint. Each record goes through the consumer's own ``transform``, so
+the sink gets the consumer's rows and documents as far as it accepts them; invalid records are
+dropped, as Quix has no dead-letter topic. ``PostgreSQLSink`` creates its own table (columns
+typed from the values, plus its ``timestamp`` column) and leaves ``None`` values out;
+``MongoDBSink`` upserts each document by ``_id``.
 
-Each record goes through the consumer's own ``transform`` (the same validation and fields), so
-the sink gets the consumer's rows and documents as far as it accepts them:
-
-- ``PostgreSQLSink`` creates its own table (``quix_quotes``, columns typed from the values it
-  sees, plus its ``timestamp`` metadata column) and inserts each checkpoint's rows with one
-  ``execute_values``; ``None`` values are left out, as the sink skips them.
-- ``MongoDBSink`` upserts each document by ``_id`` (``UpdateOne(..., upsert=True)``), one
-  operation per record in a ``bulk_write``; documents are the consumer's ``to_document``.
-
-Invalid records are dropped (Quix has no dead-letter topic), so it does slightly less work than
-the consumer, which publishes them to one. The first record's wall-clock time is printed as a
-JSON line (``{"first_record_at": ...}``), the start of the throughput window the bench uses, as
-the consumer's first ``ingested_at`` is for the consumer.
+The first record's wall-clock time is printed as a JSON line (``{"first_record_at": ...}``): the
+start of the throughput window, as the consumer's first ``ingested_at`` is for the consumer.
 """
 
 from __future__ import annotations
@@ -41,8 +34,8 @@ from quixstreams import Application, message_context
 from quixstreams.sinks.community.mongodb import MongoDBSink
 from quixstreams.sinks.community.postgresql import PostgreSQLSink
 
-from bench.workload import MAX_RECORD_BYTES
 from quotes_consumer.record import InvalidRecord, Message, transform
+from quotes_consumer.settings import Settings, load
 from quotes_consumer.sinks.mongo import to_document
 from quotes_consumer.sinks.postgres import COLUMN_NAMES, to_row
 
@@ -52,8 +45,9 @@ QUIX_TABLE = "quix_quotes"
 class _Converter:
     """Record value to the sink's input (row dict or document), or None when invalid."""
 
-    def __init__(self, sink: str) -> None:
+    def __init__(self, sink: str, max_record_bytes: int) -> None:
         self.sink = sink
+        self.max_record_bytes = max_record_bytes
         self.first_seen = False
 
     def __call__(self, value: bytes, key: Any, timestamp: int, headers: Any) -> Any:
@@ -72,7 +66,7 @@ class _Converter:
         )
         now = datetime.now(UTC)
         try:
-            quote = transform(message, MAX_RECORD_BYTES, now)
+            quote = transform(message, self.max_record_bytes, now)
         except InvalidRecord:
             return None
         if self.sink == "mongo":
@@ -90,22 +84,22 @@ def _without_id(document: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != "_id"}
 
 
-def build_sink(sink: str, db: str) -> PostgreSQLSink | MongoDBSink:
+def build_sink(sink: str, settings: Settings) -> PostgreSQLSink | MongoDBSink:
     if sink == "postgres":
         return PostgreSQLSink(
-            host=os.environ["POSTGRES_HOST"],
-            port=int(os.environ["POSTGRES_PORT"]),
-            dbname=db,
-            user=os.environ["POSTGRES_USER"],
-            password=os.environ["POSTGRES_PASSWORD"],
+            host=settings.postgres_host,
+            port=settings.postgres_port,
+            dbname=settings.postgres_db,
+            user=settings.postgres_user,
+            password=settings.postgres_password,
             table_name=QUIX_TABLE,
         )
-    parsed = uri_parser.parse_uri(os.environ["MONGO_URI"])
+    parsed = uri_parser.parse_uri(settings.mongo_uri)
     host, port = parsed["nodelist"][0]
     return MongoDBSink(
         host=host,
         port=int(port),
-        db=db,
+        db=settings.mongo_db,
         collection="quotes",
         username=parsed.get("username"),
         password=parsed.get("password"),
@@ -117,23 +111,23 @@ def build_sink(sink: str, db: str) -> PostgreSQLSink | MongoDBSink:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.quix_reference")
     parser.add_argument("--sink", choices=("postgres", "mongo"), required=True)
-    for name in ("--topic", "--group", "--db", "--state-dir"):
-        parser.add_argument(name, required=True)
+    parser.add_argument("--state-dir", required=True)
     args = parser.parse_args(argv)
+    settings = load(os.environ)
     logging.basicConfig(level=logging.INFO)
 
     app = Application(
-        broker_address=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        consumer_group=args.group,
+        broker_address=settings.kafka_bootstrap_servers,
+        consumer_group=settings.kafka_group_id,
         auto_offset_reset="earliest",
         processing_guarantee="at-least-once",  # commit_interval left at its default
         state_dir=args.state_dir,
     )
-    topic = app.topic(args.topic, value_deserializer="bytes")
+    topic = app.topic(settings.kafka_topic, value_deserializer="bytes")
     frame = app.dataframe(topic)
-    frame = frame.apply(_Converter(args.sink), metadata=True)
+    frame = frame.apply(_Converter(args.sink, settings.consumer_max_record_bytes), metadata=True)
     frame = frame.filter(lambda value: value is not None)
-    frame.sink(build_sink(args.sink, args.db))
+    frame.sink(build_sink(args.sink, settings))
     app.run()  # until SIGTERM from the bench, which it handles with a last checkpoint
     return 0
 

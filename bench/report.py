@@ -1,31 +1,27 @@
-"""Turn the measurements into the Markdown report and the PNG chart.
+"""The bench's one renderer: the Markdown report and the PNG chart, from :mod:`bench.results`.
 
-Why medians with ranges: on a 2-core machine that also runs the three servers, single runs
-scatter by tens of percent; the median of several runs is stable, and the min-max range next to
-it says how far to trust it. Every derived ratio (x naive, share of the ceiling, 1M vs 100k) is
-computed from medians, never from a lucky single run.
+Why medians with ranges: a median alone hides how far single runs scattered; the min-max range
+beside it says how far to trust it. Every figure is derived from :mod:`bench.results`'s
+medians, and the chart shows the same targets the report's table lists.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.ceilings import LABELS
 from bench.cpu import CONSUMER, GROUPS, MIN_WINDOW_S, CpuUsage
-from bench.runs import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
+from bench.results import SINKS_OF, ConsumerResult, Results, SizeResult, median
 from bench.stored import Percentiles
-from bench.workload import INVALID_EVERY, Published
-from quotes_consumer.settings import SPEC
+from bench.workload import CONSUMER_DEFAULTS, INVALID_EVERY, MAX_RECORD_BYTES
 
-CONSUMER_DEFAULTS = {setting.name: setting.default for setting in SPEC}
 QUIX_COMMIT_INTERVAL_S = 5.0  # Quix Streams 3.28's Application default, which the bench keeps
 
-# Issue 11's targets, then the ones kept from earlier issues.
+# The targets, the one place they are set: issue 11's, then the ones kept from earlier issues.
 TARGET_CONCURRENT_SHARE = 0.85  # consumer, both sinks / concurrent raw-write ceiling
 TARGET_X_QUIX = 2.0  # consumer, PostgreSQL only / Quix Streams PostgreSQLSink
 TARGET_P50_MS = 15.0
@@ -34,153 +30,41 @@ TARGET_RSS_MB = 150.0
 TARGET_1M_DRIFT = 0.15
 TARGET_X_NAIVE = 20.0
 TARGET_CEILING_SHARE = 0.70
-CEILING_NAMES = {
-    "kafka": "Kafka read",
-    "postgres": "PostgreSQL insert",
-    "postgres_values": "PostgreSQL execute_values",
-    "mongo": "MongoDB insert",
-    "concurrent": "both databases at once",
-}
 NOT_MEASURED = "not measured"
 
 
-@dataclass
-class SizeResult:
-    size: int
-    publish: Published
-    naive_limit: int
-    consumer: dict[str, list[ConsumerResult]] = field(default_factory=dict)
-    naive: list[NaiveResult] = field(default_factory=list)
-    ceilings: dict[str, list[float]] = field(default_factory=dict)
-    quix: list[QuixResult] = field(default_factory=list)  # PostgreSQLSink; absent in old JSON
-    concurrent_cpu: list[CpuUsage] = field(default_factory=list)  # of the concurrent ceiling
-
-    def median_throughput(self, mode: str) -> float:
-        return median(r.throughput for r in self.consumer.get(mode, []))
-
-    def median_ceiling(self, name: str) -> float:
-        return median(self.ceilings.get(name, []))
-
-    def smallest_ceiling(self, mode: str = "both") -> tuple[str, float]:
-        """The slowest server the mode uses: Kafka, plus the mode's sinks."""
-        found = [(name, self.median_ceiling(name)) for name in ("kafka", *SINKS_OF[mode])]
-        found = [(name, value) for name, value in found if not math.isnan(value)]
-        return min(found, key=lambda item: item[1]) if found else ("none", math.nan)
-
-    def serial_bound(self, mode: str = "both") -> float:
-        """Best case for the consumer's batch cycle: read, then write the mode's sinks at once.
-
-        The sinks are written in parallel, so a batch costs the read plus the slowest sink.
-        """
-        kafka = self.median_ceiling("kafka")
-        sinks = [self.median_ceiling(name) for name in SINKS_OF[mode]]
-        if any(math.isnan(v) or v <= 0 for v in [kafka, *sinks]):
-            return math.nan
-        return 1 / (1 / kafka + 1 / min(sinks))
-
-
-@dataclass
-class Results:
-    command: str
-    started: datetime
-    repeats: int
-    batch_size: int
-    batch_timeout_ms: int
-    partitions: int
-    rate: float
-    environment: dict[str, str]
-    sizes: list[SizeResult] = field(default_factory=list)
-    latency: dict[str, list[ConsumerResult]] = field(default_factory=dict)
-    profile: dict[str, Any] | None = None
-    profile_run: ConsumerResult | None = None
-    finished: datetime | None = None
-    quix_mongo: QuixResult | None = None  # one MongoDBSink run on a small topic
-    big_records: ConsumerResult | None = None  # both sinks over records of big_record_bytes
-    big_record_bytes: int = 0
-
-
-def results_from_json(data: dict[str, Any]) -> Results:
-    """Rebuild :class:`Results` from ``latest.json``, to render a report without measuring."""
-
-    def consumer(item: dict[str, Any]) -> ConsumerResult:
-        nested = ("kafka_to_write", "poll_to_write", "cpu")
-        fields = {k: v for k, v in item.items() if k not in nested}
-        usage = item.get("cpu")
-        return ConsumerResult(
-            **fields,
-            kafka_to_write={k: Percentiles(**v) for k, v in item["kafka_to_write"].items()},
-            poll_to_write={k: Percentiles(**v) for k, v in item["poll_to_write"].items()},
-            cpu=CpuUsage(**usage) if usage else None,
-        )
-
-    sizes = [
-        SizeResult(
-            size=item["size"],
-            publish=Published(**item["publish"]),
-            naive_limit=item["naive_limit"],
-            consumer={m: [consumer(r) for r in runs] for m, runs in item["consumer"].items()},
-            naive=[NaiveResult(**n) for n in item["naive"]],
-            ceilings=item["ceilings"],
-            quix=[QuixResult(**q) for q in item.get("quix", [])],
-            concurrent_cpu=[CpuUsage(**u) for u in item.get("concurrent_cpu", [])],
-        )
-        for item in data["sizes"]
-    ]
-    finished = data.get("finished")
-    quix_mongo, big = data.get("quix_mongo"), data.get("big_records")
-    return Results(
-        command=data["command"],
-        started=datetime.fromisoformat(data["started"]),
-        repeats=data["repeats"],
-        batch_size=data["batch_size"],
-        batch_timeout_ms=data["batch_timeout_ms"],
-        partitions=data["partitions"],
-        rate=data["rate"],
-        environment=data["environment"],
-        sizes=sizes,
-        latency={k: [consumer(r) for r in runs] for k, runs in data["latency"].items()},
-        profile=data.get("profile"),
-        profile_run=consumer(data["profile_run"]) if data.get("profile_run") else None,
-        finished=datetime.fromisoformat(finished) if finished else None,
-        quix_mongo=QuixResult(**quix_mongo) if quix_mongo else None,
-        big_records=consumer(big) if big else None,
-        big_record_bytes=data.get("big_record_bytes", 0),
-    )
-
-
-# --- Numbers ----------------------------------------------------------------------------------
-
-
-def median(values: Iterable[float]) -> float:
-    found = [v for v in values if not math.isnan(v)]
-    return statistics.median(found) if found else math.nan
-
-
-def spread(values: Sequence[float]) -> str:
-    found = [v for v in values if not math.isnan(v)]
-    if len(found) < 2:
-        return ""
-    return f" ({_num(min(found))}-{_num(max(found))})"
+# --- Numbers and tables -----------------------------------------------------------------------
 
 
 def _num(value: float, digits: int = 0) -> str:
-    if math.isnan(value):
-        return "n/a"
-    return f"{value:,.{digits}f}"
-
-
-def median_percentiles(values: Sequence[Percentiles]) -> Percentiles:
-    return Percentiles(
-        median(p.p50 for p in values), median(p.p95 for p in values), median(p.p99 for p in values)
-    )
+    return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
 def _ratio(value: float, reference: float) -> float:
     return value / reference if reference and not math.isnan(reference) else math.nan
 
 
-def _met(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("yes" if ok else "**no**")
+def _of(runs: Iterable[Any], attribute: str) -> float:
+    """The median of one attribute over runs."""
+    return median(getattr(run, attribute) for run in runs)
+
+
+def _with_range(values: Sequence[float]) -> str:
+    """The median, and the min-max range of the runs when there are several."""
+    found = [v for v in values if not math.isnan(v)]
+    scatter = f" ({_num(min(found))}-{_num(max(found))})" if len(found) >= 2 else ""
+    return _num(median(values)) + scatter
+
+
+def _percentiles(values: Sequence[Percentiles]) -> Percentiles:
+    return Percentiles(_of(values, "p50"), _of(values, "p95"), _of(values, "p99"))
+
+
+def _table(head: str, align: str, rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table under the header line ``head``; ``align`` has an ``l`` or an ``r`` per
+    column."""
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
+    return [head, rule, *("| " + " | ".join(cells) + " |" for cells in rows)]
 
 
 # --- Markdown ---------------------------------------------------------------------------------
@@ -204,14 +88,17 @@ def markdown(results: Results) -> str:
         "consumer group, dead-letter topic, PostgreSQL database and MongoDB database.",
         "",
     ]
-    lines += _throughput_section(results)
-    lines += _cpu_section(results)
-    lines += _reference_section(results)
-    lines += _latency_section(results)
-    lines += _targets_section(results)
-    lines += _profile_section(results)
-    lines += _bounds_section(results)
-    lines += _notes(results)
+    for section in (
+        _throughput_section,
+        _cpu_section,
+        _reference_section,
+        _latency_section,
+        _targets_section,
+        _profile_section,
+        _bounds_section,
+        _notes,
+    ):
+        lines += section(results)
     if results.finished is not None:
         minutes = (results.finished - results.started).total_seconds() / 60
         lines += ["", f"Benchmark wall time: {minutes:.1f} min."]
@@ -219,50 +106,46 @@ def markdown(results: Results) -> str:
 
 
 def _throughput_section(results: Results) -> list[str]:
-    lines = [
-        "## Throughput at full speed (pre-loaded topic, until every offset is committed)",
-        "",
-        "| records | mode | records/s | run s | start-up s | CPU s | CPU ms per 1k rec "
-        "| peak RSS MB | x naive | share of smallest ceiling | share of serial bound |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    rows = []
     for size in results.sizes:
-        naive = median(n.throughput for n in size.naive)
         for mode, runs in size.consumer.items():
-            _, smallest = size.smallest_ceiling(mode)
-            rate = [r.throughput for r in runs]
-            cpu = median(r.cpu_s for r in runs)
-            lines.append(
-                f"| {size.size:,} | {mode} | {_num(median(rate))}{spread(rate)} "
-                f"| {_num(median(r.seconds for r in runs), 2)} "
-                f"| {_num(median(r.startup_s for r in runs), 2)} "
-                f"| {_num(cpu, 2)} | {_num(cpu / size.size * 1e6, 0)} "
-                f"| {_num(median(r.peak_rss_mb for r in runs), 1)} "
-                f"| {_num(_ratio(median(rate), naive), 1)} "
-                f"| {_num(100 * _ratio(median(rate), smallest), 0)} % "
-                f"| {_num(100 * _ratio(median(rate), size.serial_bound(mode)), 0)} % |"
+            rate, cpu = _of(runs, "throughput"), _of(runs, "cpu_s")
+            rows.append(
+                [
+                    f"{size.size:,}",
+                    mode,
+                    _with_range([r.throughput for r in runs]),
+                    _num(_of(runs, "seconds"), 2),
+                    _num(_of(runs, "startup_s"), 2),
+                    _num(cpu, 2),
+                    _num(cpu / size.size * 1e6, 0),
+                    _num(_of(runs, "peak_rss_mb"), 1),
+                    _num(_ratio(rate, size.naive_rate), 1),
+                    f"{_num(100 * _ratio(rate, size.smallest_ceiling(mode)[1]), 0)} %",
+                    f"{_num(100 * _ratio(rate, size.serial_bound(mode)), 0)} %",
+                ]
             )
-    problems = [
-        f"{size.size:,} {mode}: {problem}"
-        for size in results.sizes
-        for mode, runs in size.consumer.items()
-        for run in runs
-        for problem in run.problems
+    labelled = [
+        (f"{s.size:,} {mode}", runs) for s in results.sizes for mode, runs in s.consumer.items()
     ]
-    problems += [
-        f"{size.size:,} Quix Streams: {problem}"
-        for size in results.sizes
-        for run in size.quix
-        for problem in run.problems
-    ]
-    if results.big_records is not None:
-        problems += [f"~60 KB records: {problem}" for problem in results.big_records.problems]
+    labelled += [(f"{s.size:,} Quix Streams", s.quix) for s in results.sizes]
+    labelled += [("~60 KB records", [results.big_records])] if results.big_records else []
+    problems = [f"{label}: {p}" for label, runs in labelled for run in runs for p in run.problems]
     complete = (
         "every run stored every valid record in each active database and dead-lettered every "
         "invalid one (Quix Streams, which has no dead-letter topic: stored every valid record)."
     )
-    lines += ["", "Completeness check: " + ("; ".join(problems) if problems else complete), ""]
-    lines += [
+    head = (
+        "| records | mode | records/s | run s | start-up s | CPU s | CPU ms per 1k rec "
+        "| peak RSS MB | x naive | share of smallest ceiling | share of serial bound |"
+    )
+    return [
+        "## Throughput at full speed (pre-loaded topic, until every offset is committed)",
+        "",
+        *_table(head, "rlrrrrrrrrr", rows),
+        "",
+        "Completeness check: " + ("; ".join(problems) if problems else complete),
+        "",
         "CPU s and peak RSS are the consumer process's own (`/proc/<pid>/stat` utime+stime, "
         "`/proc/<pid>/status` VmHWM), start-up included. Modes `postgres` and `mongo` run the "
         "same consumer with the other sink replaced by a no-op (`python -m bench.one_sink`). "
@@ -270,7 +153,6 @@ def _throughput_section(results: Results) -> list[str]:
         "and its sinks; see the next section).",
         "",
     ]
-    return lines
 
 
 def cpu_medians(usages: Sequence[CpuUsage]) -> dict[str, float]:
@@ -282,43 +164,35 @@ def cpu_medians(usages: Sequence[CpuUsage]) -> dict[str, float]:
 
 
 def _cpu_section(results: Results) -> list[str]:
-    names = (CONSUMER, *GROUPS)
-    lines = [
-        "## Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
-        "",
-        "| records | run | records/s | CPUs busy | consumer (or raw clients) | "
-        + " | ".join(GROUPS)
-        + " |",
-        "|---:|---|---:|---:|" + "---:|" * len(names),
-    ]
-    measured: list[tuple[int, str, float, list[CpuUsage]]] = []
+    rows: list[list[str]] = []
+
+    def row(records: int, run: str, rate: float, usages: Iterable[CpuUsage | None]) -> None:
+        found = [u for u in usages if u is not None and u.cores]
+        if found:
+            used = cpu_medians(found)
+            rows.append(
+                [f"{records:,}", run, _num(rate), f"{_num(used['machine'], 2)} of {found[0].cpus}"]
+                + [
+                    f"{_num(100 * used[name], 0)} % ({_num(used[name] / rate * 1e6, 0)} µs)"
+                    for name in (CONSUMER, *GROUPS)
+                ]
+            )
+
     for size in results.sizes:
         for mode, runs in size.consumer.items():
-            usages = [r.cpu for r in runs if r.cpu is not None]
-            rate = median(r.throughput for r in runs if r.cpu is not None)
-            measured.append((size.size, f"consumer, {mode}", rate, usages))
-        concurrent = size.ceilings.get("concurrent", [])
-        if size.concurrent_cpu and concurrent:
-            rate = median(concurrent)
-            measured.append((size.size, "raw, both databases at once", rate, size.concurrent_cpu))
-    cpus = 0
-    for records, run, rate, usages in measured:
-        usages = [u for u in usages if u.cores]
-        if not usages:
-            continue
-        cpus = usages[0].cpus
-        used = cpu_medians(usages)
-        cells = [
-            f"{_num(100 * used[name], 0)} % ({_num(used[name] / rate * 1e6, 0)} µs)"
-            for name in names
-        ]
-        lines.append(
-            f"| {records:,} | {run} | {_num(rate)} "
-            f"| {_num(used['machine'], 2)} of {cpus} | {' | '.join(cells)} |"
-        )
-    if not cpus:
+            timed = [r for r in runs if r.cpu is not None]
+            row(size.size, f"consumer, {mode}", _of(timed, "throughput"), [r.cpu for r in timed])
+        if size.ceilings.get("concurrent"):
+            rate = size.median_ceiling("concurrent")
+            row(size.size, "raw, both databases at once", rate, size.concurrent_cpu)
+    if not rows:
         return []
-    lines += [
+    head = "| records | run | records/s | CPUs busy | consumer (or raw clients) | "
+    head += " | ".join(GROUPS) + " |"
+    return [
+        "## Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
+        "",
+        *_table(head, "rlrr" + "r" * (1 + len(GROUPS)), rows),
         "",
         "A consumer run: from the first commit to the last. The concurrent ceiling: its timed "
         "server calls only, the bench's process counted as the raw clients. *CPUs busy*: "
@@ -329,37 +203,36 @@ def _cpu_section(results: Results) -> list[str]:
         f"runs shorter than {MIN_WINDOW_S:.0f} s are not measured.",
         "",
     ]
-    return lines
 
 
 def _reference_section(results: Results) -> list[str]:
-    lines = [
+    rows = []
+    for size in results.sizes:
+        name, smallest = size.smallest_ceiling()
+        quix = [q.throughput for q in size.quix]
+        naive = [n.throughput for n in size.naive]
+        rows.append(
+            [f"{size.size:,}"]
+            + [
+                _with_range(size.ceilings[ceiling]) if size.ceilings.get(ceiling) else NOT_MEASURED
+                for ceiling in LABELS
+            ]
+            + [
+                f"{_num(smallest)} ({LABELS.get(name, name)})",
+                _num(size.serial_bound()),
+                _with_range(quix) if quix else NOT_MEASURED,
+                f"{_with_range(naive)} over {size.naive_limit:,} records",
+            ]
+        )
+    head = (
+        "| records | Kafka read | PostgreSQL, the consumer's INSERT | PostgreSQL execute_values "
+        "| MongoDB insert_many | both databases at once | smallest isolated | serial bound "
+        "| Quix Streams PostgreSQLSink | naive consumer |"
+    )
+    return [
         "## References: raw ceilings, a peer and the naive consumer (records/s)",
         "",
-        "| records | Kafka read | PostgreSQL, the consumer's INSERT "
-        "| PostgreSQL execute_values | MongoDB insert_many "
-        "| both databases at once | smallest isolated | serial bound "
-        "| Quix Streams PostgreSQLSink | naive consumer |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for size in results.sizes:
-        cells = [
-            f"{_num(size.median_ceiling(name))}{spread(size.ceilings.get(name, []))}"
-            if size.ceilings.get(name)
-            else NOT_MEASURED
-            for name in CEILING_NAMES
-        ]
-        name, smallest = size.smallest_ceiling()
-        naive = [n.throughput for n in size.naive]
-        quix = [q.throughput for q in size.quix]
-        quix_cell = f"{_num(median(quix))}{spread(quix)}" if quix else NOT_MEASURED
-        lines.append(
-            f"| {size.size:,} | {' | '.join(cells)} "
-            f"| {_num(smallest)} ({CEILING_NAMES.get(name, name)}) "
-            f"| {_num(size.serial_bound())} | {quix_cell} "
-            f"| {_num(median(naive), 0)}{spread(naive)} over {size.naive_limit:,} records |"
-        )
-    lines += [
+        *_table(head, "r" * 10, rows),
         "",
         "Ceilings: the consumer's batch size and its exact rows and documents; only the server "
         "calls are timed. *PostgreSQL* and *MongoDB*: one client, one server, alone. "
@@ -382,10 +255,9 @@ def _reference_section(results: Results) -> list[str]:
         "INSERT + commit and one insert_one) runs over the first records of the same topic; its "
         "rate does not depend on the topic size.",
         "",
+        *_quix_mongo_lines(results),
+        *_big_record_lines(results),
     ]
-    lines += _quix_mongo_lines(results)
-    lines += _big_record_lines(results)
-    return lines
 
 
 def _quix_mongo_lines(results: Results) -> list[str]:
@@ -426,7 +298,7 @@ def _big_record_lines(results: Results) -> list[str]:
         "quote, stored in both databases; 2 % invalid as everywhere), pre-loaded, consumed "
         "with both sinks and every setting at its default (`CONSUMER_BATCH_SIZE="
         f"{results.batch_size}`, `CONSUMER_BATCH_MAX_BYTES` at the consumer's default, "
-        "`CONSUMER_MAX_RECORD_BYTES=65536`): "
+        f"`CONSUMER_MAX_RECORD_BYTES={MAX_RECORD_BYTES}`): "
         f"**peak RSS {_num(run.peak_rss_mb, 1)} MB**, {_num(run.throughput)} records/s, "
         f"CPU {_num(run.cpu_s, 1)} s"
         + (f"; problems: {'; '.join(run.problems)}" if run.problems else "; every record stored")
@@ -436,36 +308,32 @@ def _big_record_lines(results: Results) -> list[str]:
 
 
 def _latency_section(results: Results) -> list[str]:
-    lines = [
-        "## Latency, Kafka record timestamp to database write (ms)",
-        "",
-        "| phase | mode | batch timeout ms | sink | p50 | p95 | p99 | poll-to-write p50 "
-        "| poll-to-write p99 | consumer CPU s | peak RSS MB |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    rows: list[tuple[str, list[ConsumerResult]]] = [
+    phases: list[tuple[str, list[ConsumerResult]]] = [
         (f"{results.rate:,.0f} rec/s", runs) for runs in results.latency.values()
     ]
-    rows += [
+    phases += [
         (f"full speed, {size.size:,} pre-loaded", runs)
         for size in results.sizes
         for runs in size.consumer.values()
     ]
-    for phase, runs in rows:
-        if not runs:
-            continue
-        first = runs[0]
-        for sink in SINKS_OF[first.mode]:
-            kafka = median_percentiles([r.kafka_to_write[sink] for r in runs])
-            poll = median_percentiles([r.poll_to_write[sink] for r in runs])
-            lines.append(
-                f"| {phase} | {first.mode} | {first.batch_timeout_ms} | {sink} "
-                f"| {_num(kafka.p50)} | {_num(kafka.p95)} | {_num(kafka.p99)} "
-                f"| {_num(poll.p50)} | {_num(poll.p99)} "
-                f"| {_num(median(r.cpu_s for r in runs), 2)} "
-                f"| {_num(median(r.peak_rss_mb for r in runs), 1)} |"
+    rows = []
+    for phase, runs in phases:
+        for sink in SINKS_OF[runs[0].mode] if runs else ():
+            kafka = _percentiles([r.kafka_to_write[sink] for r in runs])
+            poll = _percentiles([r.poll_to_write[sink] for r in runs])
+            rows.append(
+                [phase, runs[0].mode, str(runs[0].batch_timeout_ms), sink]
+                + [_num(value) for value in (kafka.p50, kafka.p95, kafka.p99, poll.p50, poll.p99)]
+                + [_num(_of(runs, "cpu_s"), 2), _num(_of(runs, "peak_rss_mb"), 1)]
             )
-    lines += [
+    head = (
+        "| phase | mode | batch timeout ms | sink | p50 | p95 | p99 | poll-to-write p50 "
+        "| poll-to-write p99 | consumer CPU s | peak RSS MB |"
+    )
+    return [
+        "## Latency, Kafka record timestamp to database write (ms)",
+        "",
+        *_table(head, "llrlrrrrrrr", rows),
         "",
         "Latency is `written_at - kafka_timestamp` per row (PostgreSQL, computed by "
         "`percentile_cont`) and `written_at - kafka.timestamp` per document (MongoDB), over "
@@ -475,15 +343,9 @@ def _latency_section(results: Results) -> list[str]:
         "figure mostly measures how long a record waited in the backlog, not the consumer.",
         "",
     ]
-    return lines
 
 
-def _default_latency_runs(results: Results) -> tuple[str, list[ConsumerResult]] | None:
-    """The fixed-rate runs with both sinks and the default batch timeout (issue 11's setting)."""
-    for label, runs in results.latency.items():
-        if runs and runs[0].mode == "both" and runs[0].batch_timeout_ms == results.batch_timeout_ms:
-            return label, runs
-    return None
+# --- Targets ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -502,11 +364,14 @@ class Target:
         return None if math.isnan(self.score) else self.score >= 1.0
 
 
+def _at_most(limit: float, value: float) -> float:
+    return limit / value if value > 0 else math.nan
+
+
 def targets(results: Results) -> list[Target]:
     found: list[Target] = []
     for size in results.sizes:
-        both = size.median_throughput("both")
-        concurrent = size.median_ceiling("concurrent")
+        both, concurrent = size.median_throughput("both"), size.median_ceiling("concurrent")
         share = _ratio(both, concurrent)
         found.append(
             Target(
@@ -520,104 +385,94 @@ def targets(results: Results) -> list[Target]:
         )
     for size in results.sizes:
         postgres = size.median_throughput("postgres")
-        quix = median(q.throughput for q in size.quix)
-        x_quix = _ratio(postgres, quix)
+        x_quix = _ratio(postgres, size.quix_rate)
         found.append(
             Target(
                 f"{size.size:,}: PostgreSQL only vs Quix Streams",
                 f">= {TARGET_X_QUIX:.0f}x",
                 f"{_num(x_quix, 2)}x ({_num(postgres)} rec/s)",
-                f"Quix Streams 3.28.1 PostgreSQLSink: {_rate(quix)}",
+                f"Quix Streams 3.28.1 PostgreSQLSink: {_rate(size.quix_rate)}",
                 x_quix / TARGET_X_QUIX,
                 f"{_short(size.size)} postgres /\nQuix",
             )
         )
-    default = _default_latency_runs(results)
+    default = results.default_latency()
     for name, limit in (("p50", TARGET_P50_MS), ("p99", TARGET_P99_MS)):
         value = math.nan
         label = "no fixed-rate run with both sinks at the default batch timeout"
         if default is not None:
             label, runs = default
-            value = max(
-                median(getattr(r.kafka_to_write[s], name) for r in runs) for s in SINKS_OF["both"]
-            )
+            value = max(_of((r.kafka_to_write[s] for r in runs), name) for s in SINKS_OF["both"])
         found.append(
             Target(
                 f"{name} latency at {results.rate:,.0f} rec/s, both sinks, default settings",
                 f"<= {limit:.0f} ms",
                 f"{_num(value, 1)} ms (worse sink)",
                 f"run: {label}",
-                limit / value if value > 0 else math.nan,
+                _at_most(limit, value),
                 f"{name} at\n{results.rate:,.0f}/s",
             )
         )
     every_run = [r for size in results.sizes for runs in size.consumer.values() for r in runs]
     every_run += [r for runs in results.latency.values() for r in runs]
     peak = max((r.peak_rss_mb for r in every_run), default=math.nan)
-    found.append(
+    big = results.big_records
+    big_rss = big.peak_rss_mb if big is not None else math.nan
+    by_size = {size.size: size.median_throughput("both") for size in results.sizes}
+    drift = math.nan
+    if 100_000 in by_size and 1_000_000 in by_size:
+        drift = _ratio(by_size[1_000_000] - by_size[100_000], by_size[100_000])
+    found += [
         Target(
             "consumer peak RSS, every run above",
             f"<= {TARGET_RSS_MB:.0f} MB",
             f"{_num(peak, 1)} MB",
             f"largest of {len(every_run)} runs",
-            TARGET_RSS_MB / peak if peak > 0 else math.nan,
+            _at_most(TARGET_RSS_MB, peak),
             "peak RSS",
-        )
-    )
-    big = results.big_records
-    big_rss = big.peak_rss_mb if big is not None else math.nan
-    found.append(
+        ),
         Target(
             "consumer peak RSS, ~60 KB records, default batch settings",
             f"<= {TARGET_RSS_MB:.0f} MB",
-            f"{_num(big_rss, 1)} MB" if big is not None else NOT_MEASURED,
+            f"{_num(big_rss, 1)} MB",
             f"{big.records:,} records of ~{results.big_record_bytes / 1000:.0f} KB"
             if big is not None
             else "needs --big-records",
-            TARGET_RSS_MB / big_rss if big_rss > 0 else math.nan,
+            _at_most(TARGET_RSS_MB, big_rss),
             "peak RSS,\n60 KB records",
-        )
-    )
-    by_size = {size.size: size.median_throughput("both") for size in results.sizes}
-    drift = math.nan
-    if 100_000 in by_size and 1_000_000 in by_size:
-        drift = _ratio(by_size[1_000_000] - by_size[100_000], by_size[100_000])
-    found.append(
+        ),
         Target(
             "both databases: 1M records vs 100k",
             f"within {TARGET_1M_DRIFT:.0%}",
-            f"{_num(100 * drift, 1)} %" if not math.isnan(drift) else NOT_MEASURED,
+            f"{_num(100 * drift, 1)} %",
             "the 100k median" if not math.isnan(drift) else "needs --sizes 100000 1000000",
-            _drift_score(drift),
+            _at_most(TARGET_1M_DRIFT, abs(drift)) if drift else math.inf,
             "1M vs 100k",
-        )
-    )
+        ),
+    ]
     for size in results.sizes:
         both = size.median_throughput("both")
-        naive = median(n.throughput for n in size.naive)
-        x_naive = _ratio(both, naive)
-        found.append(
+        x_naive = _ratio(both, size.naive_rate)
+        name, smallest = size.smallest_ceiling()
+        share = _ratio(both, smallest)
+        found += [
             Target(
                 f"{size.size:,}: both databases vs the naive consumer (earlier target)",
                 f">= {TARGET_X_NAIVE:.0f}x",
                 f"{_num(x_naive, 1)}x",
-                f"naive consumer: {_rate(naive)}",
+                f"naive consumer: {_rate(size.naive_rate)}",
                 x_naive / TARGET_X_NAIVE,
                 f"{_short(size.size)} both /\nnaive",
-            )
-        )
-        name, smallest = size.smallest_ceiling()
-        share = _ratio(both, smallest)
-        found.append(
+            ),
             Target(
                 f"{size.size:,}: both databases vs the smallest isolated ceiling (earlier target)",
                 f">= {TARGET_CEILING_SHARE:.0%}",
                 f"{_num(100 * share)} %",
-                f"{CEILING_NAMES.get(name, name)} alone: {_num(smallest)} rec/s",
+                f"{LABELS.get(name, name)} alone: {_num(smallest)} rec/s",
                 share / TARGET_CEILING_SHARE,
                 f"{_short(size.size)} both /\nsmallest isolated",
-            )
-        )
+            ),
+        ]
     return found
 
 
@@ -625,40 +480,43 @@ def _rate(value: float) -> str:
     return NOT_MEASURED if math.isnan(value) else f"{_num(value)} rec/s"
 
 
-def _drift_score(drift: float) -> float:
-    if math.isnan(drift):
-        return math.nan
-    return TARGET_1M_DRIFT / abs(drift) if drift else math.inf
-
-
 def _short(size: int) -> str:
     return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k"
 
 
 def _targets_section(results: Results) -> list[str]:
-    lines = [
+    rows = [
+        [t.name, t.threshold, t.measured, t.reference, "yes" if t.met else "**no**"]
+        if t.met is not None
+        else [t.name, t.threshold, NOT_MEASURED, t.reference, NOT_MEASURED]
+        for t in targets(results)
+    ]
+    return [
         "## Targets",
         "",
         "Issue 11's targets first, then those kept from earlier issues. Medians of "
         f"{results.repeats} run(s); a ratio is taken between medians of the same run of the "
         "benchmark. The exactly-once and reliability tests are `make test`'s, not this report's.",
         "",
-        "| target | threshold | measured | compared to | met |",
-        "|---|---|---|---|---|",
+        *_table("| target | threshold | measured | compared to | met |", "lllll", rows),
+        "",
     ]
-    for target in targets(results):
-        measured = NOT_MEASURED if math.isnan(target.score) else target.measured
-        lines.append(
-            f"| {target.name} | {target.threshold} | {measured} | {target.reference} "
-            f"| {_met(target.met) if not math.isnan(target.score) else NOT_MEASURED} |"
-        )
-    return [*lines, ""]
+
+
+# --- Profile, bounds, notes -------------------------------------------------------------------
 
 
 def _profile_section(results: Results) -> list[str]:
     profile, run = results.profile, results.profile_run
     if profile is None or run is None:
         return []
+    stages = [[s["stage"], f"{s['seconds']:.2f}", f"{s['share']:.1%}"] for s in profile["stages"]]
+    top = [
+        [f"`{e['function']}`", f"{e['seconds']:.2f}", f"{e['share']:.1%}"]
+        for e in profile["top_self"][:12]
+    ]
+    same = [size for size in results.sizes if size.size == run.records]
+    unprofiled = same[0].median_throughput("both") if same else math.nan
     lines = [
         "## Profile of a full-speed run (pyinstrument, both sinks)",
         "",
@@ -666,24 +524,14 @@ def _profile_section(results: Results) -> list[str]:
         f"(1 ms sampling of the consumer's main thread, {profile['profiled_seconds']:.1f} s "
         "from its first batch to shutdown). Where the wall time went, per stage (inclusive):",
         "",
-        "| stage | seconds | share |",
-        "|---|---:|---:|",
-    ]
-    for stage in profile["stages"]:
-        lines.append(f"| {stage['stage']} | {stage['seconds']:.2f} | {stage['share']:.1%} |")
-    lines += [
+        *_table("| stage | seconds | share |", "lrr", stages),
         "",
         "Top functions by self time:",
         "",
-        "| function | self s | share |",
-        "|---|---:|---:|",
-    ]
-    for entry in profile["top_self"][:12]:
-        lines.append(f"| `{entry['function']}` | {entry['seconds']:.2f} | {entry['share']:.1%} |")
-    lines += ["", "Full call tree: `bench/results/profile.txt`.", ""]
-    same = [size for size in results.sizes if size.size == run.records]
-    unprofiled = same[0].median_throughput("both") if same else math.nan
-    lines += [
+        *_table("| function | self s | share |", "lrr", top),
+        "",
+        "Full call tree: `bench/results/profile.txt`.",
+        "",
         f"The unprofiled median at this size is {_num(unprofiled)} records/s: sampling costs "
         "most where Python code runs many small calls (Kafka record decoding and CRC, "
         "validation), so those shares are somewhat inflated and the waits on the servers "
@@ -708,7 +556,6 @@ def _bounds_section(results: Results) -> list[str]:
     for size in results.sizes:
         concurrent = size.median_ceiling("concurrent")
         name, smallest = size.smallest_ceiling()
-        kafka = size.median_ceiling("kafka")
         postgres = size.median_ceiling("postgres")
         if math.isnan(concurrent):
             lines.append(f"- {size.size:,}: the concurrent ceiling was {NOT_MEASURED}.")
@@ -716,8 +563,8 @@ def _bounds_section(results: Results) -> list[str]:
             lines.append(
                 f"- {size.size:,}, both databases: the servers written at once take "
                 f"{_num(concurrent)} rec/s, {_num(100 * _ratio(concurrent, smallest))} % of the "
-                f"slower one alone ({CEILING_NAMES.get(name, name)}, {_num(smallest)}); Kafka "
-                f"alone reads {_num(kafka)}. The consumer reaches "
+                f"slower one alone ({LABELS.get(name, name)}, {_num(smallest)}); Kafka "
+                f"alone reads {_num(size.median_ceiling('kafka'))}. The consumer reaches "
                 f"{_num(100 * _ratio(size.median_throughput('both'), concurrent))} % of the "
                 "concurrent ceiling; the rest is its own work (polling, decoding, validating, "
                 "building rows and documents, dead-lettering, committing) on the same CPUs."
@@ -732,7 +579,7 @@ def _bounds_section(results: Results) -> list[str]:
         )
         quix = [q for q in size.quix if q.finished]
         if quix:
-            seconds = median(q.seconds for q in quix)
+            seconds = _of(quix, "seconds")
             lines.append(
                 f"- {size.size:,}, Quix Streams PostgreSQLSink: it writes only at a checkpoint, "
                 f"every {QUIX_COMMIT_INTERVAL_S:.0f} s by default, so up to "
@@ -742,10 +589,10 @@ def _bounds_section(results: Results) -> list[str]:
                 "(100 rows per statement), and every record passes its dataframe pipeline one "
                 "at a time."
             )
-    default = _default_latency_runs(results)
+    default = results.default_latency()
     if default is not None:
         label, runs = default
-        poll = max(median(r.poll_to_write[s].p50 for r in runs) for s in SINKS_OF["both"])
+        poll = max(_of((r.poll_to_write[s] for r in runs), "p50") for s in SINKS_OF["both"])
         lines.append(
             f"- Latency at {results.rate:,.0f} rec/s ({label}): a batch closes as soon as the "
             "consumer has caught up with the topic (the batch timeout, "
@@ -784,13 +631,11 @@ def _slowest_server(size: SizeResult) -> str:
     raw = [u for u in size.concurrent_cpu if u.cores]
     if not runs or not raw:
         return ""
-    server = "FerretDB"
-    consumer = cpu_medians(runs)
-    ceiling = cpu_medians(raw)
+    consumer, ceiling = cpu_medians(runs), cpu_medians(raw)
     return (
-        f" {server}, which takes the longest per batch, got {_num(100 * consumer[server], 0)} % "
-        f"of a CPU in the consumer run against {_num(100 * ceiling[server], 0)} % while the raw "
-        f"clients wrote (they used {_num(100 * ceiling[CONSUMER], 0)} %, the consumer "
+        f" FerretDB, which takes the longest per batch, got {_num(100 * consumer['FerretDB'], 0)} "
+        f"% of a CPU in the consumer run against {_num(100 * ceiling['FerretDB'], 0)} % while the "
+        f"raw clients wrote (they used {_num(100 * ceiling[CONSUMER], 0)} %, the consumer "
         f"{_num(100 * consumer[CONSUMER], 0)} %)."
     )
 
@@ -810,20 +655,20 @@ def _notes(results: Results) -> list[str]:
     ]
     for size in results.sizes:
         name, smallest = size.smallest_ceiling()
-        naive = median(n.throughput for n in size.naive)
         notes.append(
             f"- {size.size:,} records: the serial bound is "
             f"{_num(100 * _ratio(size.serial_bound(), smallest))} % of the smallest ceiling "
-            f"({CEILING_NAMES.get(name, name)}), and the smallest ceiling is "
-            f"{_num(_ratio(smallest, naive), 1)}x the naive consumer. The serial bound is what a "
-            "consumer that reads a batch and then writes it could reach; this consumer overlaps "
-            "the two, so the serial bound does not limit it (see *What bounds each result*)."
+            f"({LABELS.get(name, name)}), and the smallest ceiling is "
+            f"{_num(_ratio(smallest, size.naive_rate), 1)}x the naive consumer. The serial bound "
+            "is what a consumer that reads a batch and then writes it could reach; this consumer "
+            "overlaps the two, so the serial bound does not limit it (see *What bounds each "
+            "result*)."
         )
-    for size in results.sizes:
-        notes.append(
-            f"- {size.size:,} records published at {_num(size.publish.rate)} records/s "
-            "(kafka-python producer, before the runs)."
-        )
+    notes += [
+        f"- {size.size:,} records published at {_num(size.publish.rate)} records/s "
+        "(kafka-python producer, before the runs)."
+        for size in results.sizes
+    ]
     return notes
 
 
@@ -854,15 +699,13 @@ def chart(results: Results, path: Path) -> None:
 
 
 def _throughput_chart(axes: Any, results: Results) -> None:
-    modes = [
-        m for m in ("both", "postgres", "mongo") if any(m in s.consumer for s in results.sizes)
-    ]
+    modes = [m for m in SINKS_OF if any(m in s.consumer for s in results.sizes)]
     series: list[tuple[str, Any, str | None]] = [
         (f"consumer, {mode}", lambda s, m=mode: s.median_throughput(m), None) for mode in modes
     ]
     series += [
-        ("Quix Streams, postgres", lambda s: median(q.throughput for q in s.quix), ".."),
-        ("naive consumer", lambda s: median(n.throughput for n in s.naive), None),
+        ("Quix Streams, postgres", lambda s: s.quix_rate, ".."),
+        ("naive consumer", lambda s: s.naive_rate, None),
         ("raw: both at once", lambda s: s.median_ceiling("concurrent"), "//"),
         ("raw: PostgreSQL alone", lambda s: s.median_ceiling("postgres"), "//"),
         ("raw: MongoDB alone", lambda s: s.median_ceiling("mongo"), "//"),
@@ -888,7 +731,7 @@ def _latency_chart(axes: Any, results: Results) -> None:
     for runs in results.latency.values():
         for sink in SINKS_OF[runs[0].mode] if runs else ():
             name = f"{runs[0].mode}\n{runs[0].batch_timeout_ms} ms\n{sink}"
-            groups.append((name, median_percentiles([r.kafka_to_write[sink] for r in runs])))
+            groups.append((name, _percentiles([r.kafka_to_write[sink] for r in runs])))
     for p_index, attribute in enumerate(("p50", "p95", "p99")):
         xs = [i + (p_index - 1) * 0.27 for i in range(len(groups))]
         heights = [getattr(p, attribute) for _, p in groups]

@@ -1,10 +1,14 @@
-"""One measurement each: the consumer (per mode), the naive reference, and the raw ceilings.
+"""One run of a program over a topic: the consumer (per mode), Quix Streams, the naive reference.
 
-Every consumer run gets a fresh consumer group, dead-letter topic, PostgreSQL database (made from
-``sql/*.sql``) and MongoDB database, and counts as finished only when the group's committed
-offsets cover every record of the topic, which the consumer does only after PostgreSQL, MongoDB
-and the dead-letter topic all accepted the batch; the stored counts are then checked (every
-valid record in each active database, every invalid one in the dead-letter topic).
+Why a process of its own: the consumer ships as ``python -m quotes_consumer`` in a container, so
+that is what is measured (interpreter start, imports, group join, its own GIL), and its CPU time
+and peak memory are what the kernel counted for that process (:mod:`bench.cpu`).
+
+Every run gets a fresh consumer group and fresh databases (the consumer also a fresh dead-letter
+topic), and counts as finished only when the group's committed offsets cover every record of the
+topic, which the consumer does only after PostgreSQL, MongoDB and the dead-letter topic all
+accepted the batch; the stored counts are then checked (every valid record in each active
+database, every invalid one in the dead-letter topic).
 
 Throughput window: from the first batch's ``ingested_at`` (the consumer's clock right after its
 first poll, read back from the database) to the moment the bench saw the last offsets committed
@@ -13,74 +17,114 @@ first poll, read back from the database) to the moment the bench saw the last of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from bench import cpu, stored
-from bench.infra import Endpoints, Scratch
-from bench.process import Child, WaitTimeout, consumer_env, wait_until
-from bench.stored import Percentiles
-from bench.workload import counts, publish_at_rate
+from bench.infra import REPO, Context
+from bench.results import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
+from bench.workload import counts, publish
+from native.servers.process import stop_child, tail
 
-MODES: dict[str, list[str]] = {
-    "both": ["-m", "quotes_consumer"],
-    "postgres": ["-m", "bench.one_sink", "postgres"],
-    "mongo": ["-m", "bench.one_sink", "mongo"],
-}
-SINKS_OF = {"both": ("postgres", "mongo"), "postgres": ("postgres",), "mongo": ("mongo",)}
-COMMIT_POLL_S = 0.05
+# Variables the consumer reads; inherited ones are dropped so a developer's shell or .env
+# cannot change what is measured.
+CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_", "LOG_LEVEL")
+POLL_S = 0.05  # how often a wait looks again: the throughput window's resolution
 
 
-@dataclass
-class Context:
-    """What every measurement needs: servers, scratch space, consumer settings, output."""
-
-    endpoints: Endpoints
-    scratch: Scratch
-    logs: Path
-    batch_size: int
-    batch_timeout_ms: int
-    partitions: int = 3
-    progress: bool = True
-
-    def bar(self, total: int, desc: str, unit: str = "rec") -> tqdm[Any]:
-        return tqdm(
-            total=total,
-            desc=desc,
-            unit=unit,
-            unit_scale=True,
-            leave=False,
-            dynamic_ncols=True,
-            disable=None if self.progress else True,  # None: only on a terminal
-        )
+class WaitTimeout(RuntimeError):
+    """:meth:`Child.wait_until` gave up; callers that can report a partial run catch this one."""
 
 
-@dataclass
-class ConsumerResult:
-    mode: str
-    phase: str  # "full" (pre-loaded topic) or "rate" (published while consuming)
-    records: int
-    batch_timeout_ms: int
-    seconds: float = math.nan
-    startup_s: float = math.nan
-    cpu_s: float = math.nan
-    peak_rss_mb: float = math.nan
-    kafka_to_write: dict[str, Percentiles] = field(default_factory=dict)
-    poll_to_write: dict[str, Percentiles] = field(default_factory=dict)
-    # From the first commit to the last, on a pre-loaded topic: who used the CPUs.
-    cpu: cpu.CpuUsage | None = None
-    problems: list[str] = field(default_factory=list)
+class Child:
+    """One program (a consumer, Quix Streams or the naive one), started at once as a process of
+    its own with its output in a log file; ``cpu_s`` and ``peak_rss_mb`` are what the kernel
+    counted for it, read just before it is stopped."""
 
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.argv = [sys.executable, *argv]
+        self.log_path = log_path
+        self.cpu_s = self.peak_rss_mb = math.nan
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("wb") as log:
+            self.started_at = time.time()  # comparable with database timestamps
+            # cwd is the repository, so ``-m bench.<entry>`` finds this package.
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until(self, what: str, done: Callable[[], bool], timeout_s: float) -> float:
+        """Poll ``done`` until true and return the time.time() it was seen; bounded in time,
+        and given up at once if the child died."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if done():
+                return time.time()
+            if self.proc.poll() is not None:
+                name = " ".join(self.argv[1:])
+                raise RuntimeError(f"{name} exited ({self.proc.returncode}):\n{self.tail()}")
+            time.sleep(POLL_S)
+        raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}:\n{self.tail()}")
+
+    def stop(self) -> int:
+        """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored for 30 s."""
+        if self.proc.poll() is None:
+            _, self.cpu_s = cpu.parent_and_cpu_s(self.proc.pid)
+            self.peak_rss_mb = cpu.peak_rss_mb(self.proc.pid)
+        stop_child(self.proc, timeout_s=30)
+        return self.proc.wait()
+
+    def tail(self) -> str:
+        return tail(self.log_path, lines=25)
+
+
+def consumer_env(
+    ctx: Context,
+    topic: str,
+    group: str,
+    dbs: dict[str, str],
+    dlq_topic: str = "unused",
+    batch_timeout_ms: int | None = None,
+) -> dict[str, str]:
+    """The settings a run chooses (quotes_consumer/settings.py); every other one stays at the
+    consumer's default. ``dbs`` names the PostgreSQL and the MongoDB database. The naive and
+    Quix programs read the same variables."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
+    endpoints = ctx.endpoints
+    return {
+        **inherited,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
+        "KAFKA_TOPIC": topic,
+        "KAFKA_GROUP_ID": group,
+        "KAFKA_DLQ_TOPIC": dlq_topic,
+        "POSTGRES_HOST": endpoints.pg_host,
+        "POSTGRES_PORT": str(endpoints.pg_port),
+        "POSTGRES_DB": dbs["postgres"],
+        "POSTGRES_USER": endpoints.pg_user,
+        "POSTGRES_PASSWORD": endpoints.pg_password,
+        "MONGO_URI": endpoints.mongo_uri,
+        "MONGO_DB": dbs["mongo"],
+        "CONSUMER_BATCH_SIZE": str(ctx.batch_size),
+        "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms or ctx.batch_timeout_ms),
+        "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
+        "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
+    }
 
 
 def consumer_run(
@@ -97,73 +141,116 @@ def consumer_run(
     """Run the consumer over ``topic`` until all ``total`` records are committed.
 
     With ``rate``, the topic starts empty and the records are published at that rate once the
-    consumer holds its partitions; otherwise the topic is already loaded.
+    consumer holds its partitions; otherwise the topic is already loaded, and the CPU use from
+    the first commit to the last is measured.
     """
     timeout_ms = batch_timeout_ms or ctx.batch_timeout_ms
     result = ConsumerResult(mode, phase or ("rate" if rate else "full"), total, timeout_ms)
-    scratch = ctx.scratch
-    group = scratch.group("bench-group-")
-    dlq = scratch.topic("bench-dlq-", 1)
-    pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
-    env = consumer_env(
-        ctx.endpoints,
-        topic=topic,
-        group=group,
-        dlq_topic=dlq,
-        pg_db=pg_db,
-        mongo_db=mongo_db,
-        batch_size=ctx.batch_size,
-        batch_timeout_ms=timeout_ms,
-    )
-    argv = ["-m", "bench.profiled", str(profile_prefix)] if profile_prefix else MODES[mode]
-    name = f"{result.phase}-{mode}-{total}-{group[-10:]}"
-    child = Child(argv, env, ctx.logs / f"{name}.log").start()
+    group, dlq = ctx.scratch.group("bench-group-"), ctx.scratch.topic("bench-dlq-", 1)
+    dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
+    argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.one_sink", mode]
+    if profile_prefix:
+        argv = ["-m", "bench.profiled", str(profile_prefix)]
+    env = consumer_env(ctx, topic, group, dbs, dlq, timeout_ms)
+    child = Child(argv, env, ctx.logs / f"{result.phase}-{mode}-{total}-{group[-10:]}.log")
+    first: list[tuple[float, cpu.Snapshot]] = []  # wall time and CPU at the first commit seen
     try:
         if rate:
-            child.wait_for_log("assigned partitions", timeout_s=60)
+            child.wait_until("the group join", lambda: "assigned partitions" in child.output(), 60)
             with ctx.bar(total, f"publish {rate:.0f}/s, {mode}") as bar:
-                publish_at_rate(
-                    ctx.endpoints.kafka, topic, total, ctx.partitions, rate, progress=bar
-                )
-        first: list[tuple[float, cpu.Snapshot]] = []
+                publish(ctx.endpoints.kafka, topic, total, ctx.partitions, rate=rate, progress=bar)
 
-        def first_commit() -> None:
+        def at_first_commit() -> None:
             if not rate:
-                first.append((time.time(), cpu.snapshot(child.pid)))  # done_at is wall time
+                first.append((time.time(), cpu.snapshot(child.proc.pid)))
 
         done_at = _wait_committed(
-            ctx, child, group, topic, total, f"consume {mode}", on_first=first_commit
+            ctx, child, group, topic, total, f"consume {mode}", at_first_commit
         )
         if first and done_at - first[0][0] >= cpu.MIN_WINDOW_S:
             started, before = first[0]
-            result.cpu = cpu.between(before, cpu.snapshot(child.pid), done_at - started)
-        usage = child.stats()
+            result.cpu = cpu.between([(before, cpu.snapshot(child.proc.pid))], done_at - started)
     finally:
-        code = child.stop()
-    if code != 0:
-        result.problems.append(f"consumer exited with {code}; log {child.log_path}")
-    result.cpu_s, result.peak_rss_mb = usage.cpu_s, usage.peak_rss_mb
+        _stop(child, result, "consumer")
 
     valid, invalid = counts(total)
     firsts: list[float] = []
     for sink in SINKS_OF[mode]:
-        if sink == "postgres":
-            readback = stored.postgres(ctx.endpoints, pg_db)
-        else:
-            readback = stored.mongo(ctx.endpoints, mongo_db)
+        read = stored.postgres if sink == "postgres" else stored.mongo
+        readback = read(ctx.endpoints, dbs[sink])
         if readback.count != valid:
             result.problems.append(f"{sink}: {readback.count} stored, {valid} expected")
         result.kafka_to_write[sink] = readback.kafka_to_write
         result.poll_to_write[sink] = readback.poll_to_write
         firsts.append(readback.first_ingested)
-    dead = scratch.end_offsets(dlq, 1)
+    dead = ctx.scratch.end_offsets(dlq, 1)
     if dead != invalid:
         result.problems.append(f"dead-letter topic: {dead} records, {invalid} expected")
-    first = min(firsts)
+    result.seconds = done_at - min(firsts)
+    result.startup_s = min(firsts) - child.started_at
+    ctx.scratch.release_databases()  # a 1M run leaves ~1 GB in FerretDB's files
+    return result
+
+
+def quix_run(
+    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float | None = None
+) -> QuixResult:
+    """Quix Streams (``bench/quix_reference.py``) over ``topic`` into a fresh database.
+
+    Finished as a consumer run is (Quix commits at each checkpoint, after its sink wrote), then
+    the stored rows or documents are counted. With ``timeout_s`` (the MongoDB sink, which
+    upserts one document at a time), a run not finished by then is stopped and reported with
+    the records committed so far.
+    """
+    result = QuixResult(sink, total)
+    group = ctx.scratch.group("bench-quix-")
+    db = ctx.scratch.pg_database() if sink == "postgres" else ctx.scratch.mongo_database()
+    state = ctx.logs / f"quix-state-{group[-10:]}"
+    argv = ["-m", "bench.quix_reference", "--sink", sink, "--state-dir", str(state)]
+    env = consumer_env(ctx, topic, group, {"postgres": db, "mongo": db})
+    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log")
+    try:
+        done_at = _wait_committed(
+            ctx, child, group, topic, total, f"Quix {sink}", timeout_s=timeout_s
+        )
+    except WaitTimeout:
+        done_at = time.time()
+        result.records = ctx.scratch.committed(group, topic)
+        result.finished = False
+        result.problems.append(
+            f"stopped after {timeout_s:.0f} s with {result.records} of {total} committed"
+        )
+    finally:
+        _stop(child, result, "Quix")
+    first = float(_reported(child, "first_record_at")["first_record_at"])
+    stored_count = stored.quix_count(ctx.endpoints, sink, db)
+    valid, _ = counts(total)
+    if result.finished and stored_count != valid:
+        result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
     result.seconds = done_at - first
     result.startup_s = first - child.started_at
-    scratch.release_databases()  # a 1M run leaves ~1 GB in FerretDB's files
+    ctx.scratch.release_databases()
     return result
+
+
+def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
+    """The lab material's per-message consumer (``bench/naive.py``) over the first ``limit``
+    records of ``topic``; it times itself, as it commits nothing the bench could watch."""
+    group = ctx.scratch.group("bench-naive-")
+    dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
+    env = consumer_env(ctx, topic, group, dbs)
+    log = ctx.logs / f"naive-{limit}-{group[-10:]}.log"
+    child = Child(["-m", "bench.naive", "--limit", str(limit)], env, log)
+    with ctx.bar(1, f"naive consumer, {limit} records", unit="run") as bar:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # then stopped, and failed
+            child.proc.wait(timeout=120 + limit / 20)
+        bar.update(1)
+    code = child.stop()
+    ctx.scratch.release_databases()
+    if code != 0:
+        raise RuntimeError(f"naive consumer failed ({code}):\n{child.tail()}")
+    data = _reported(child, "records")
+    return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
 
 
 def _wait_committed(
@@ -173,11 +260,11 @@ def _wait_committed(
     topic: str,
     total: int,
     desc: str,
-    timeout_s: float | None = None,
     on_first: Callable[[], None] | None = None,
+    timeout_s: float | None = None,
 ) -> float:
-    """Until the group committed every record; bounded by a generous floor of 300 records/s.
-    ``on_first`` is called when the first commit is seen."""
+    """Until the group committed every record, calling ``on_first`` at the first commit seen;
+    bounded by a generous floor of 300 records/s."""
     with ctx.bar(total, desc) as bar:
 
         def all_committed() -> bool:
@@ -187,139 +274,22 @@ def _wait_committed(
             bar.update(committed - bar.n)
             return committed >= total
 
-        return wait_until(
-            f"{total} committed records ({desc})",
-            all_committed,
-            timeout_s=timeout_s or 120 + total / 300,
-            every_s=COMMIT_POLL_S,
-            while_alive=child,
-        )
+        what = f"{total} committed records ({desc})"
+        return child.wait_until(what, all_committed, timeout_s or 120 + total / 300)
 
 
-@dataclass(frozen=True)
-class NaiveResult:
-    records: int
-    seconds: float
-    cpu_s: float
-    peak_rss_mb: float
-
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
-
-
-def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
-    """The lab material's per-message consumer over the first ``limit`` records of ``topic``."""
-    scratch = ctx.scratch
-    group = scratch.group("bench-naive-")
-    pg_db, mongo_db = scratch.pg_database(), scratch.mongo_database()
-    env = consumer_env(
-        ctx.endpoints,
-        topic=topic,
-        group=group,
-        dlq_topic="unused",
-        pg_db=pg_db,
-        mongo_db=mongo_db,
-        batch_size=ctx.batch_size,
-        batch_timeout_ms=ctx.batch_timeout_ms,
-    )
-    argv = ["-m", "bench.naive", "--topic", topic, "--group", group]
-    argv += ["--pg-db", pg_db, "--mongo-db", mongo_db, "--limit", str(limit)]
-    child = Child(argv, env, ctx.logs / f"naive-{limit}-{group[-10:]}.log").start()
-    deadline = time.monotonic() + 120 + limit / 20
-    with ctx.bar(1, f"naive consumer, {limit} records", unit="run") as bar:
-        while child.alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        bar.update(1)
+def _stop(child: Child, result: ConsumerResult | QuixResult, who: str) -> None:
     code = child.stop()
-    scratch.release_databases()
-    lines = [line for line in child.log_path.read_text().splitlines() if line.startswith("{")]
-    if code != 0 or not lines:
-        raise RuntimeError(f"naive consumer failed ({code}):\n{child.log()}")
-    data = json.loads(lines[-1])
-    return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
-
-
-@dataclass
-class QuixResult:
-    """One Quix Streams run (bench/quix_reference.py): like :class:`ConsumerResult`, fewer
-    fields, since its rows carry no write time to compute latency from."""
-
-    sink: str
-    records: int
-    seconds: float = math.nan
-    startup_s: float = math.nan
-    cpu_s: float = math.nan
-    peak_rss_mb: float = math.nan
-    finished: bool = True
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
-
-
-def quix_run(
-    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float | None = None
-) -> QuixResult:
-    """Quix Streams over ``topic`` into a fresh database, finished as a consumer run is.
-
-    Finished when the group's committed offsets cover the topic (Quix commits at each
-    checkpoint, after its sink wrote), then the stored rows or documents are counted. With
-    ``timeout_s`` (the MongoDB sink, which upserts one document at a time), a run that is not
-    finished by then is stopped and reported with the records committed so far.
-    """
-    result = QuixResult(sink, total)
-    scratch = ctx.scratch
-    group = scratch.group("bench-quix-")
-    db = scratch.pg_database() if sink == "postgres" else scratch.mongo_database()
-    env = consumer_env(
-        ctx.endpoints,
-        topic=topic,
-        group=group,
-        dlq_topic="unused",
-        pg_db=db,
-        mongo_db=db,
-        batch_size=ctx.batch_size,
-        batch_timeout_ms=ctx.batch_timeout_ms,
-    )
-    state = ctx.logs / f"quix-state-{group[-10:]}"
-    argv = ["-m", "bench.quix_reference", "--sink", sink, "--topic", topic, "--group", group]
-    argv += ["--db", db, "--state-dir", str(state)]
-    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log").start()
-    try:
-        try:
-            done_at = _wait_committed(ctx, child, group, topic, total, f"Quix {sink}", timeout_s)
-        except WaitTimeout:
-            done_at = time.time()
-            result.records = scratch.committed(group, topic)
-            result.finished = False
-            result.problems.append(
-                f"stopped after {timeout_s:.0f} s with {result.records} of {total} committed"
-            )
-        usage = child.stats()
-    finally:
-        code = child.stop()
     if code != 0:
-        result.problems.append(f"Quix exited with {code}; log {child.log_path}")
-    result.cpu_s, result.peak_rss_mb = usage.cpu_s, usage.peak_rss_mb
-    first = _first_record_at(child)
-    stored_count = (
-        stored.quix_postgres_count(ctx.endpoints, db)
-        if sink == "postgres"
-        else stored.mongo_count(ctx.endpoints, db)
-    )
-    valid, _ = counts(total)
-    if result.finished and stored_count != valid:
-        result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
-    result.seconds = done_at - first
-    result.startup_s = first - child.started_at
-    scratch.release_databases()
-    return result
+        result.problems.append(f"{who} exited with {code}; log {child.log_path}")
+    result.cpu_s, result.peak_rss_mb = child.cpu_s, child.peak_rss_mb
 
 
-def _first_record_at(child: Child) -> float:
-    for line in child.log_path.read_text(errors="replace").splitlines():
-        if line.startswith('{"first_record_at"'):
-            return float(json.loads(line)["first_record_at"])
-    raise RuntimeError(f"Quix printed no first_record_at:\n{child.log()}")
+def _reported(child: Child, key: str) -> dict[str, Any]:
+    """The last JSON line the child printed that starts with ``key``: how the naive consumer
+    and the Quix Streams program report to the bench."""
+    for line in reversed(child.output().splitlines()):
+        if line.startswith(f'{{"{key}"'):
+            found: dict[str, Any] = json.loads(line)
+            return found
+    raise RuntimeError(f"{child.argv[2]} printed no {key}:\n{child.tail()}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -56,24 +57,20 @@ class SinkReadback:
 
 def postgres(endpoints: Endpoints, dbname: str) -> SinkReadback:
     """Percentiles computed by PostgreSQL itself, over every row."""
-    conn = psycopg2.connect(**endpoints.pg_params(dbname))
-    try:
-        with conn, conn.cursor() as cursor:
-            cursor.execute(
-                """
-                SELECT count(*),
-                       extract(epoch FROM min(ingested_at)),
-                       percentile_cont(%(qs)s) WITHIN GROUP (
-                           ORDER BY extract(epoch FROM written_at - kafka_timestamp)),
-                       percentile_cont(%(qs)s) WITHIN GROUP (
-                           ORDER BY extract(epoch FROM written_at - ingested_at))
-                FROM quotes
-                """,
-                {"qs": list(PERCENTILES)},
-            )
-            count, first, kafka_q, poll_q = cursor.fetchone()
-    finally:
-        conn.close()
+    with closing(psycopg2.connect(**endpoints.pg_params(dbname))) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT count(*),
+                   extract(epoch FROM min(ingested_at)),
+                   percentile_cont(%(qs)s) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM written_at - kafka_timestamp)),
+                   percentile_cont(%(qs)s) WITHIN GROUP (
+                       ORDER BY extract(epoch FROM written_at - ingested_at))
+            FROM quotes
+            """,
+            {"qs": list(PERCENTILES)},
+        )
+        count, first, kafka_q, poll_q = cursor.fetchone()
     if not count:
         nothing = Percentiles(math.nan, math.nan, math.nan)
         return SinkReadback(0, math.nan, nothing, nothing)
@@ -88,11 +85,10 @@ def postgres(endpoints: Endpoints, dbname: str) -> SinkReadback:
 def mongo(endpoints: Endpoints, dbname: str) -> SinkReadback:
     """Every document's three timestamps, percentiles computed here (FerretDB 1.x has no
     $percentile); a projection keeps the transfer small."""
-    client = endpoints.mongo_client()
     kafka_ms: list[float] = []
     poll_ms: list[float] = []
     first = math.inf
-    try:
+    with closing(endpoints.mongo_client()) as client:
         cursor = client[dbname]["quotes"].find(
             {}, {"_id": 0, "kafka.timestamp": 1, "written_at": 1, "ingested_at": 1}
         )
@@ -104,8 +100,6 @@ def mongo(endpoints: Endpoints, dbname: str) -> SinkReadback:
                 kafka_ms.append((written - sent).total_seconds() * 1000)
             poll_ms.append((written - ingested).total_seconds() * 1000)
             first = min(first, ingested.timestamp())
-    finally:
-        client.close()
     return SinkReadback(
         len(poll_ms),
         first if poll_ms else math.nan,
@@ -114,24 +108,15 @@ def mongo(endpoints: Endpoints, dbname: str) -> SinkReadback:
     )
 
 
-def quix_postgres_count(endpoints: Endpoints, dbname: str) -> int:
-    """Rows in the table Quix's PostgreSQLSink created (none if it never wrote)."""
-    conn = psycopg2.connect(**endpoints.pg_params(dbname))
-    try:
-        with conn, conn.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('public.quix_quotes') IS NOT NULL")
-            if not cursor.fetchone()[0]:
-                return 0
-            cursor.execute("SELECT count(*) FROM public.quix_quotes")
-            return int(cursor.fetchone()[0])
-    finally:
-        conn.close()
-
-
-def mongo_count(endpoints: Endpoints, dbname: str) -> int:
-    """Documents in ``quotes``; only for small collections (FerretDB counts slowly)."""
-    client = endpoints.mongo_client()
-    try:
-        return int(client[dbname]["quotes"].count_documents({}))
-    finally:
-        client.close()
+def quix_count(endpoints: Endpoints, sink: str, dbname: str) -> int:
+    """What Quix Streams stored: rows in the table its PostgreSQLSink created (none if it never
+    wrote), or documents in ``quotes`` (a small collection: FerretDB counts slowly)."""
+    if sink == "mongo":
+        with closing(endpoints.mongo_client()) as client:
+            return int(client[dbname]["quotes"].count_documents({}))
+    with closing(psycopg2.connect(**endpoints.pg_params(dbname))) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('public.quix_quotes') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return 0
+        cursor.execute("SELECT count(*) FROM public.quix_quotes")
+        return int(cursor.fetchone()[0])

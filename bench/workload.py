@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,25 +21,20 @@ from typing import Any
 from kafka import KafkaProducer
 
 from quotes_consumer.record import InvalidRecord, Message, Quote, transform
+from quotes_consumer.settings import SPEC
 
 INVALID_EVERY = 50  # index % 50 == 49 is invalid: exactly 2 % of any multiple of 50
-MAX_RECORD_BYTES = 65_536  # the consumer's default CONSUMER_MAX_RECORD_BYTES
+# The consumer's defaults: every run keeps them, but for the few consumer_env() sets.
+CONSUMER_DEFAULTS = {setting.name: setting.default for setting in SPEC}
+MAX_RECORD_BYTES = int(CONSUMER_DEFAULTS["CONSUMER_MAX_RECORD_BYTES"])
 SEED = 20_240_601
 
-CHARACTERS = (
-    "Homer Simpson",
-    "Marge Simpson",
-    "Bart Simpson",
-    "Lisa Simpson",
-    "Maggie Simpson",
-    "Ned Flanders",
-    "Moe Szyslak",
-    "Apu Nahasapeemapetilon",
-    "Mr. Burns",
-    "Waylon Smithers",
-    "Chief Wiggum",
-    "Milhouse Van Houten",
+CAST = (
+    "Homer Simpson, Marge Simpson, Bart Simpson, Lisa Simpson, Maggie Simpson, Ned Flanders, "
+    "Moe Szyslak, Apu Nahasapeemapetilon, Mr. Burns, Waylon Smithers, Chief Wiggum, "
+    "Milhouse Van Houten"
 )
+CHARACTERS = tuple(CAST.split(", "))
 VOCABULARY = (
     "donut doh beer nuclear plant springfield school excellent release hounds okily "
     "dokily eat my shorts cowabunga kwik-e-mart thank you come again duff everything's "
@@ -56,6 +50,8 @@ INVALID_VALUES: tuple[bytes, ...] = (
     b'["quote", "character"]',  # not_an_object
     b'{"quote": "caf\xe9", "character": "X"}',  # not_utf8
 )
+BIG_RECORD_BYTES = 60_000  # the memory phase's record size (issue 8: "60 KB records")
+Source = Callable[[int], Iterator[bytes]]
 
 
 def is_valid(index: int) -> bool:
@@ -72,22 +68,13 @@ def values(total: int) -> Iterator[bytes]:
     """The record values in index order; one random stream, so generation is fast and fixed."""
     rng = random.Random(SEED)
     for index in range(total):
-        words = rng.randint(4, 30)
-        text = " ".join(rng.choice(WORDS) for _ in range(words))
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30)))
         character = rng.randrange(len(CHARACTERS))
         if not is_valid(index):
-            yield INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
-            continue
-        item = {
-            "quote": f"{text[0].upper()}{text[1:]}. (#{index})",
-            "character": CHARACTERS[character],
-            "image": f"https://cdn.example.org/simpsons/{character}.png",
-            "characterDirection": "Left" if rng.random() < 0.5 else "Right",
-        }
-        yield json.dumps(item).encode()
-
-
-BIG_RECORD_BYTES = 60_000  # the memory phase's record size (issue 8: "60 KB records")
+            yield _invalid(index)
+        else:
+            direction = "Left" if rng.random() < 0.5 else "Right"
+            yield _record(f"{text[0].upper()}{text[1:]}. (#{index})", character, direction)
 
 
 def big_values(total: int, size: int = BIG_RECORD_BYTES) -> Iterator[bytes]:
@@ -101,31 +88,42 @@ def big_values(total: int, size: int = BIG_RECORD_BYTES) -> Iterator[bytes]:
     rng = random.Random(SEED)
     for index in range(total):
         if not is_valid(index):
-            yield INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
+            yield _invalid(index)
             continue
         words: list[str] = []
         length = 0
         while length < size - 200:  # room for the other fields and the JSON around them
-            word = rng.choice(WORDS)
-            words.append(word)
-            length += len(word) + 1
+            words.append(rng.choice(WORDS))
+            length += len(words[-1]) + 1
         character = rng.randrange(len(CHARACTERS))
-        item = {
-            "quote": f"{' '.join(words)} (#{index})",
-            "character": CHARACTERS[character],
-            "image": f"https://cdn.example.org/simpsons/{character}.png",
-            "characterDirection": "Left" if index % 2 else "Right",
-        }
-        yield json.dumps(item).encode()
+        yield _record(f"{' '.join(words)} (#{index})", character, "Left" if index % 2 else "Right")
 
 
-Source = Callable[[int], Iterator[bytes]]
+def _invalid(index: int) -> bytes:
+    return INVALID_VALUES[(index // INVALID_EVERY) % len(INVALID_VALUES)]
 
 
-def message(topic: str, index: int, partitions: int, value: bytes) -> Message:
-    """Record ``index`` where it lands: round-robin partitions, one producer, so offsets follow."""
-    timestamp = int(time.time() * 1000)
-    return Message(topic, index % partitions, index // partitions, timestamp, None, value)
+def _record(quote: str, character: int, direction: str) -> bytes:
+    """A valid record, shaped like the quotes API's items."""
+    item = {
+        "quote": quote,
+        "character": CHARACTERS[character],
+        "image": f"https://cdn.example.org/simpsons/{character}.png",
+        "characterDirection": direction,
+    }
+    return json.dumps(item).encode()
+
+
+def _transformed(topic: str, index: int, partitions: int, value: bytes) -> Quote | None:
+    """Record ``index`` as the consumer transforms it where it lands (round-robin partitions,
+    one producer, so offsets follow), or None if the consumer rejects it."""
+    message = Message(
+        topic, index % partitions, index // partitions, int(time.time() * 1000), None, value
+    )
+    try:
+        return transform(message, MAX_RECORD_BYTES, datetime.now(UTC))
+    except InvalidRecord:
+        return None
 
 
 def transformed_batches(
@@ -137,13 +135,11 @@ def transformed_batches(
     writes, prepared outside the timed region, one batch at a time so that a 1M-record run does
     not hold a million objects.
     """
-    now = datetime.now(UTC)
     batch: list[Quote] = []
     for index, value in enumerate(values(total)):
-        try:
-            batch.append(transform(message(topic, index, partitions, value), MAX_RECORD_BYTES, now))
-        except InvalidRecord:
-            continue
+        quote = _transformed(topic, index, partitions, value)
+        if quote is not None:
+            batch.append(quote)
         if len(batch) == batch_size:
             yield batch
             batch = []
@@ -157,13 +153,8 @@ def check_classification(sample: int = 500) -> None:
     Otherwise the completion check (valid in both databases, invalid in the dead-letter topic)
     would wait for a count that can never be reached; fail fast instead.
     """
-    now = datetime.now(UTC)
     for index, value in enumerate(values(sample)):
-        try:
-            transform(message("check", index, 1, value), MAX_RECORD_BYTES, now)
-            accepted = True
-        except InvalidRecord:
-            accepted = False
+        accepted = _transformed("check", index, 1, value) is not None
         if accepted != is_valid(index):
             raise AssertionError(
                 f"record {index}: the consumer accepts={accepted}, the bench expects the opposite"
@@ -180,82 +171,50 @@ class Published:
         return self.records / self.seconds if self.seconds > 0 else 0.0
 
 
-class _Errors:
-    """Counts failed sends from the producer's callback thread."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: str | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, error: Exception) -> None:
-        with self._lock:
-            self.count += 1
-            self.first = self.first or repr(error)
-
-
-def _producer(bootstrap: str, **options: Any) -> KafkaProducer:
-    return KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), acks="all", client_id="streamlab-bench", **options
-    )
-
-
-def publish_all(
+def publish(
     bootstrap: str,
     topic: str,
     total: int,
     partitions: int,
+    *,
+    rate: float | None = None,
     progress: Any = None,
     source: Source = values,
 ) -> Published:
-    """Pre-load a topic as fast as kafka-python can; ``progress`` is an optional tqdm bar."""
-    errors = _Errors()
-    producer = _producer(bootstrap, linger_ms=50, batch_size=512 * 1024)
+    """Pre-load a topic as fast as kafka-python can, or publish at ``rate`` while a consumer runs.
+
+    At a rate, each record is sent when its slot comes (record i at start + i/rate), with no
+    linger, so the Kafka timestamp is the moment the record was produced and the measured
+    latency is the consumer's; bounded by twice the planned duration. ``progress`` is an
+    optional tqdm bar.
+    """
+    failed: list[Exception] = []  # appended from the producer's callback thread
+    options = {"linger_ms": 0} if rate else {"linger_ms": 50, "batch_size": 512 * 1024}
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","), acks="all", client_id="streamlab-bench", **options
+    )
+    every = 100 if rate else 1000
     started = time.monotonic()
     try:
         for index, value in enumerate(source(total)):
-            producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
-            if progress is not None and index % 1000 == 999:
-                progress.update(1000)
-        producer.flush(timeout=max(60.0, total / 2000))
+            if rate:
+                due, now = started + index / rate, time.monotonic()
+                if now > started + 2 * total / rate + 30:
+                    raise RuntimeError(
+                        f"publishing at {rate:.0f}/s fell behind: {index} of {total}"
+                    )
+                if due > now:
+                    time.sleep(due - now)
+            producer.send(topic, value=value, partition=index % partitions).add_errback(
+                failed.append
+            )
+            if progress is not None and index % every == every - 1:
+                progress.update(every)
+        producer.flush(timeout=60 if rate else max(60.0, total / 2000))
     finally:
         producer.close(timeout=10)
     if progress is not None:
-        progress.update(total % 1000)
-    if errors.count:
-        raise RuntimeError(f"{errors.count} records not published; first error {errors.first}")
-    return Published(total, time.monotonic() - started)
-
-
-def publish_at_rate(
-    bootstrap: str, topic: str, total: int, partitions: int, rate: float, progress: Any = None
-) -> Published:
-    """Publish ``total`` records at ``rate`` per second, spread evenly, while a consumer runs.
-
-    Each record is sent when its slot comes (record i at start + i/rate), with no linger, so the
-    Kafka timestamp is the moment the record was produced and the measured latency is the
-    consumer's. Bounded by the record count, and by twice the planned duration.
-    """
-    errors = _Errors()
-    producer = _producer(bootstrap, linger_ms=0)
-    started = time.monotonic()
-    deadline = started + 2 * total / rate + 30
-    try:
-        for index, value in enumerate(values(total)):
-            due = started + index / rate
-            now = time.monotonic()
-            if now > deadline:
-                raise RuntimeError(f"publishing at {rate:.0f}/s fell behind: {index} of {total}")
-            if due > now:
-                time.sleep(due - now)
-            producer.send(topic, value=value, partition=index % partitions).add_errback(errors)
-            if progress is not None and index % 100 == 99:
-                progress.update(100)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
-    if progress is not None:
-        progress.update(total % 100)
-    if errors.count:
-        raise RuntimeError(f"{errors.count} records not published; first error {errors.first}")
+        progress.update(total % every)
+    if failed:
+        raise RuntimeError(f"{len(failed)} records not published; first error {failed[0]!r}")
     return Published(total, time.monotonic() - started)
