@@ -364,15 +364,18 @@ class InFlight:
 
 
 def _first_copies(quotes: Sequence[Quote]) -> tuple[list[Quote], list[Quote]]:
-    """Split a batch into first copies and later copies of the same identity.
+    """Split a batch into first copies and later copies of the same identity in one partition.
 
     Only the first copy is written, so both databases keep the same one; the later copies
-    share its fate.
+    share its fate, which they can, since a partition is revoked as a whole. Copies in other
+    partitions are written too: their partitions may be revoked apart, so each must be able to
+    stand alone, and the databases' idempotence (the unique message id) stores the message once.
     """
-    seen: set[str] = set()
+    seen: set[tuple[str, int, str]] = set()
     first: list[Quote] = []
     later: list[Quote] = []
     for quote in quotes:
-        (later if quote.identity in seen else first).append(quote)
-        seen.add(quote.identity)
+        key = (quote.message.topic, quote.message.partition, quote.identity)
+        (later if key in seen else first).append(quote)
+        seen.add(key)
     return first, later

@@ -359,9 +359,9 @@ class OwedOffsets:
             if tp not in self._owed or self._owed[tp].offset < offset.offset:
                 self._owed[tp] = offset
 
-    def forget(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions:
-            self._owed.pop(tp, None)
+    def forget(self, partitions: set[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Drop what is owed for these partitions; return it."""
+        return {tp: self._owed.pop(tp) for tp in partitions if tp in self._owed}
 
     def commit_if_due(self, consumer: KafkaConsumer) -> str:
         if self._owed and time.monotonic() - self._last_try >= OWED_RETRY_S:
@@ -414,34 +414,41 @@ class Rebalance(ConsumerRebalanceListener):
         self._health = health
         self.consumer: KafkaConsumer | None = None
         self._rewind: dict[TopicPartition, int] = {}
+        # Offsets owed for delivered records of partitions revoked in this rebalance: owed again
+        # if the partition comes straight back (the eager protocol revokes everything first).
+        self._parked: dict[TopicPartition, OffsetAndMetadata] = {}
 
     def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._lose(set(revoked))
+        self._parked.update(self._lose(set(revoked)))
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         for tp in assigned:
             if tp in self._rewind and self.consumer is not None:
                 self.consumer.seek(tp, self._rewind[tp])
+        self._offsets.owe({tp: o for tp, o in self._parked.items() if tp in assigned})
         self._rewind = {}  # partitions that went elsewhere: their owner reads from the commit
+        self._parked = {}
         self._health.progressed("kafka")  # the group answered: this member has its share
         log.info("assigned partitions: %s", _partitions(assigned))
 
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
-        self._lose(set(lost))
+        self._lose(set(lost))  # another member may own them already: what was owed is void
 
-    def _lose(self, partitions: set[TopicPartition]) -> None:
+    def _lose(self, partitions: set[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Drop what is not written of these partitions; return the offsets that were owed."""
         if not partitions:
-            return
+            return {}
         in_flight = [record for flight in self._flights for record in flight.batch.records]
         for record in (*self._pending.records, *in_flight):
             tp = TopicPartition(record.topic, record.partition)
             if tp in partitions:
                 self._rewind[tp] = min(self._rewind.get(tp, record.offset), record.offset)
         self._pending.drop(partitions)
-        self._offsets.forget(partitions)
+        owed = self._offsets.forget(partitions)
         for flight in self._flights:
             flight.delivery.revoke((tp.topic, tp.partition) for tp in partitions)
         log.info("revoked partitions: %s", _partitions(partitions))
+        return owed
 
 
 def kafka_consumer(settings: Settings) -> ConsumerFactory:
