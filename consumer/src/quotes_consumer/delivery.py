@@ -265,7 +265,8 @@ class InFlight:
         """Delete the late refusals from the sinks that cannot hold back. Queued in their
         lanes, behind whatever they are writing now: never two calls on one connection."""
         d = self._d
-        quotes = [q for q in self._quotes if q.identity in late]
+        # Every copy: a later one may have written the document in an earlier, unfinished try.
+        quotes = [q for q in self._owned(self._quotes + self._duplicates) if q.identity in late]
         jobs = {
             sink.name: d._lanes[sink.name].submit(
                 lambda s=sink: SinkSteps(s, self._attempts, self._owned).commit((), quotes)
@@ -295,7 +296,10 @@ class InFlight:
             results = self._all_written()
             keep = self._keep(results)
             refused = {identity for _, refusals in results.values() for identity in refusals}
-            withdrawn = [q for q in held if q.identity in refused]
+            # Later copies too: one may have written the document in an earlier try of this
+            # partition that never finished (a crash), and they share the first copy's fate.
+            copies = self._owned(self._duplicates)
+            withdrawn = [q for q in (*held, *copies) if q.identity in refused]
             return steps.commit(keep, withdrawn)
         except BaseException:
             with contextlib.suppress(Exception):
