@@ -50,27 +50,6 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 LIMIT = 65_536
 GROUP = "quotes-consumer"
 
-# Every reason a rejection may give (docs/records.md, "Dead letters"), and the sinks' refusals.
-REASONS = frozenset(
-    {
-        "invalid_json",
-        "not_utf8",
-        "not_an_object",
-        "missing_field",
-        "empty_field",
-        "wrong_type",
-        "invalid_url",
-        "invalid_direction",
-        "too_large",
-        "empty_value",
-        "invalid_text",
-        "invalid_field_name",
-        "reserved_field",
-        "out_of_range",
-        "too_deep",
-        "invalid_message_id",
-    }
-)
 MAX_DETAIL_CHARS = 1_000
 
 # --- Building blocks ------------------------------------------------------------------------------
@@ -434,7 +413,7 @@ def check_record(message_: record.Message, max_bytes: int, refusal: str) -> None
 
 
 def check_rejection(error: record.InvalidRecord) -> None:
-    assert error.reason in REASONS, error.reason
+    assert error.reason in record.REASONS, error.reason
     assert isinstance(error.detail, str) and error.detail, "every rejection says why"
     assert len(error.detail) <= MAX_DETAIL_CHARS, len(error.detail)
     error.detail.encode("utf-8")  # readable in a log, whatever the input held

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import bson
@@ -12,8 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quotes_consumer import record
 from quotes_consumer.deadletter import MAX_DEAD_LETTER_BYTES, Reject, dead_letter
 from quotes_consumer.record import (
+    REASONS,
     InvalidRecord,
     Message,
     Quote,
@@ -135,26 +139,6 @@ def test_the_size_limit_is_the_setting() -> None:
 
 
 # --- Properties ----------------------------------------------------------------------------------
-
-# The reasons a rejection may give (the dead-letter table in docs/records.md).
-REASONS = {
-    "invalid_json",
-    "not_utf8",
-    "not_an_object",
-    "missing_field",
-    "empty_field",
-    "wrong_type",
-    "invalid_url",
-    "invalid_direction",
-    "too_large",
-    "empty_value",
-    "invalid_text",
-    "invalid_field_name",
-    "reserved_field",
-    "out_of_range",
-    "too_deep",
-    "invalid_message_id",
-}
 
 
 class Literal:
@@ -400,3 +384,19 @@ def test_any_whole_record_is_a_storable_quote_or_a_reasoned_rejection(whole: Mes
     if quote is not None:
         assert quote.kafka_timestamp is None or quote.kafka_timestamp.tzinfo is UTC
         assert quote.identity.startswith("quotes:")
+
+
+def test_every_reason_the_contract_raises_is_listed_and_documented() -> None:
+    """REASONS is the one list: each code record.py raises is in it, and docs/records.md's
+    dead-letter table names each one, so a new code cannot go unlisted or undocumented."""
+    source = Path(record.__file__).read_text()
+    raised = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", None) == "InvalidRecord"
+        and isinstance(node.args[0], ast.Constant)
+    }
+    assert raised == REASONS
+    table = (Path(__file__).resolve().parents[2] / "docs" / "records.md").read_text()
+    assert {reason for reason in REASONS if f"`{reason}`" not in table} == set()

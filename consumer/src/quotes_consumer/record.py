@@ -52,8 +52,33 @@ MAX_TIMESTAMP_MS = (datetime(9999, 12, 31, tzinfo=UTC) - EPOCH) // timedelta(
 ) + 86_399_999
 
 
+# Every reason a rejection may give: stable codes, since the dead-letter topic's readers and the
+# consumer's metrics key on them (the table in docs/records.md explains each).
+REASONS = frozenset(
+    {
+        "empty_value",
+        "too_large",
+        "not_utf8",
+        "invalid_json",
+        "too_deep",
+        "not_an_object",
+        "reserved_field",
+        "missing_field",
+        "wrong_type",
+        "empty_field",
+        "invalid_text",
+        "invalid_url",
+        "invalid_direction",
+        "invalid_field_name",
+        "out_of_range",
+        "invalid_message_id",
+    }
+)
+
+
 class InvalidRecord(ValueError):
-    """Why a message was rejected: a stable ``reason`` code and a human ``detail``."""
+    """Why a message was rejected: a stable ``reason`` code (one of :data:`REASONS`) and a
+    human ``detail``."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
