@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from quotes_consumer.health import Health, Metrics
 from quotes_consumer.record import Quote
@@ -28,6 +29,7 @@ from quotes_consumer.sinks import Refused, Sink, SinkError, Unavailable
 
 log = logging.getLogger("quotes_consumer")
 
+R = TypeVar("R")
 FIRST_BACKOFF_S = 0.5
 # How often a failure nobody classified is retried before the batch is split to isolate it.
 UNCLASSIFIED_ATTEMPTS = 3
@@ -72,20 +74,25 @@ class Attempts:
         self,
         target: str,
         what: str,
-        step: Callable[[], object],
+        step: Callable[[], R],
         failures: tuple[type[Exception], ...],
-    ) -> None:
-        """Run ``step`` until it returns; each of ``failures`` is reported and waited out."""
+        after_failure: Callable[[Exception], None] = lambda error: None,
+    ) -> R:
+        """Run ``step`` until it returns, and return what it returns. Each of ``failures`` is
+        reported, handed to ``after_failure`` (which readies the next attempt) and waited out;
+        anything else, a stop included, ends the retries."""
         with self.health.waiting(target):
             for attempt, delay in enumerate(self.backoff.delays(), start=1):
                 try:
-                    step()
+                    result = step()
                 except failures as error:
                     self.failed(target, what, error, delay)
+                    after_failure(error)
                 else:
                     self.succeeded(target, what, attempt)
-                    return
+                    return result
                 self.backoff.wait(delay, what)
+        raise AssertionError("unreachable: delays() never ends")
 
     def succeeded(self, target: str, what: str, attempt: int) -> None:
         self.health.progressed(target)
@@ -117,30 +124,25 @@ class SinkSteps:
 
         Refusals map each refused quote's identity to the database's reason.
         """
-        sink, attempts = self.sink, self._attempts
-        unclassified = 0
-        with attempts.health.waiting(sink.name):
-            for attempt, delay in enumerate(attempts.backoff.delays(), start=1):
-                batch = self._owned(quotes)
-                if not batch:
-                    return [], {}  # every record was revoked: the new owner writes them
-                what = f"write {len(batch)} records to {sink.name}"
-                try:
-                    refused = self.isolate(batch, unclassified >= UNCLASSIFIED_ATTEMPTS)
-                except NotTheRecords as error:
-                    unclassified = 0  # the whole batch again, a few times, before splitting
-                    attempts.failed(sink.name, what, error, delay)
-                except Unavailable as error:
-                    attempts.failed(sink.name, what, error, delay)
-                except SinkError as error:
-                    unclassified += 1
-                    attempts.failed(sink.name, what, error, delay)
-                else:
-                    attempts.succeeded(sink.name, what, attempt)
-                    return [q for q in batch if q.identity not in refused], refused
-                sink.rollback()
-                attempts.backoff.wait(delay, f"write to {sink.name}")
-        raise AssertionError("unreachable")
+        unclassified = 0  # attempts in a row that failed with an error no one classified
+
+        def attempt() -> tuple[list[Quote], dict[str, str]]:
+            batch = self._owned(quotes)
+            if not batch:
+                return [], {}  # every record was revoked: the new owner writes them
+            refused = self.isolate(batch, unclassified >= UNCLASSIFIED_ATTEMPTS)
+            return [q for q in batch if q.identity not in refused], refused
+
+        def after_failure(error: Exception) -> None:
+            nonlocal unclassified
+            if isinstance(error, NotTheRecords):
+                unclassified = 0  # the whole batch again, a few times, before splitting
+            elif not isinstance(error, Unavailable):
+                unclassified += 1
+            self.sink.rollback()
+
+        what = f"write {len(quotes)} records to {self.sink.name}"
+        return self._attempts.retry(self.sink.name, what, attempt, (SinkError,), after_failure)
 
     def isolate(self, batch: Sequence[Quote], split_unclassified: bool) -> dict[str, str]:
         """Write ``batch``; on a refusal, find exactly the refused records by halving."""
@@ -186,34 +188,33 @@ class SinkSteps:
         only then is a late refusal: it is left out of the commit, and the caller dead-letters
         it and withdraws it from the other sinks.
         """
-        sink, attempts = self.sink, self._attempts
+        sink = self.sink
         late: dict[str, str] = {}
         kept = list(keep)
-        lost = False
-        with attempts.health.waiting(sink.name):
-            for attempt, delay in enumerate(attempts.backoff.delays(), start=1):
-                what = f"commit {len(kept)} records to {sink.name}"
-                try:
-                    if lost and kept:
-                        late |= self.isolate(kept, split_unclassified=True)
-                        kept = [q for q in kept if q.identity not in late]
-                    sink.commit(kept, withdrawn)
-                except SinkError as error:
-                    attempts.failed(sink.name, what, error, delay)
-                else:
-                    attempts.succeeded(sink.name, what, attempt)
-                    if late:
-                        log.warning(
-                            "%s refused %d records only when written again after a lost "
-                            "commit; they are dead-lettered and withdrawn",
-                            sink.name,
-                            len(late),
-                        )
-                    return late
-                sink.rollback()
-                lost = sink.holds_back  # what it held back is gone: write it again first
-                attempts.backoff.wait(delay, f"commit to {sink.name}")
-        raise AssertionError("unreachable")
+        lost = False  # the held-back writes are gone with a failed COMMIT
+
+        def attempt() -> None:
+            nonlocal kept
+            if lost and kept:
+                late.update(self.isolate(kept, split_unclassified=True))
+                kept = [q for q in kept if q.identity not in late]
+            sink.commit(kept, withdrawn)
+
+        def after_failure(error: Exception) -> None:
+            nonlocal lost
+            sink.rollback()
+            lost = sink.holds_back  # what it held back is gone: write it again first
+
+        what = f"commit {len(kept)} records to {sink.name}"
+        self._attempts.retry(sink.name, what, attempt, (SinkError,), after_failure)
+        if late:
+            log.warning(
+                "%s refused %d records only when written again after a lost commit; they are "
+                "dead-lettered and withdrawn",
+                sink.name,
+                len(late),
+            )
+        return late
 
 
 def one_line(error: BaseException) -> str:
