@@ -116,9 +116,8 @@ def run(
             settings.kafka_dlq_topic,
         )
         progress = KafkaProgress(health)
-        first_delay = min(OUTAGE_FIRST_S, settings.consumer_retry_max_backoff_s)
+        outage = KafkaOutage(stop, health, min(OUTAGE_MAX_S, settings.consumer_retry_max_backoff_s))
         try:
-            delay = first_delay
             while not stop.is_set():
                 try:
                     turn(
@@ -132,16 +131,11 @@ def run(
                         metrics,
                         progress,
                     )
-                    delay = first_delay
+                    outage.over()
                 except Exception as error:
                     if not is_outage(error):
                         raise
-                    health.failed("kafka", one_line(error))
-                    log.warning(
-                        "Kafka unavailable, polling again in %.1fs: %s", delay, one_line(error)
-                    )
-                    stop.wait(delay)
-                    delay = min(delay * 2, OUTAGE_MAX_S, settings.consumer_retry_max_backoff_s)
+                    outage.wait("poll", error)
             drain(consumer, pending, offsets, flights, metrics, progress)
         except Stopped as stopped:
             if not stop.is_set():
@@ -485,7 +479,7 @@ def connect_until_stopped(
     stop: threading.Event,
     health: Health,
 ) -> KafkaConsumer | None:
-    delay = OUTAGE_FIRST_S
+    outage = KafkaOutage(stop, health, CONNECT_RETRY_MAX_S)
     while not stop.is_set():
         try:
             consumer = connect(listener)
@@ -494,11 +488,34 @@ def connect_until_stopped(
         except Exception as error:
             if not is_outage(error):
                 raise
-            health.failed("kafka", one_line(error))
-            log.warning("could not connect to Kafka, retrying in %.1fs: %s", delay, one_line(error))
-            stop.wait(delay)
-            delay = min(delay * 2, CONNECT_RETRY_MAX_S)
+            outage.wait("connect", error)
     return None
+
+
+class KafkaOutage:
+    """Waits out Kafka being away, when connecting and when polling alike: the failure goes to
+    health and the log, then a pause from :data:`OUTAGE_FIRST_S` doubling to a cap, ended early
+    by a stop. The client reconnects by itself meanwhile; a success starts the pauses over."""
+
+    def __init__(self, stop: threading.Event, health: Health, max_s: float) -> None:
+        self._stop = stop
+        self._health = health
+        self._max_s = max_s
+        self._delay = self._first_s = min(OUTAGE_FIRST_S, max_s)
+
+    def wait(self, doing: str, error: Exception) -> None:
+        self._health.failed("kafka", one_line(error))
+        log.warning(
+            "could not %s: Kafka unavailable, retrying in %.1fs: %s",
+            doing,
+            self._delay,
+            one_line(error),
+        )
+        self._stop.wait(self._delay)
+        self._delay = min(self._delay * 2, self._max_s)
+
+    def over(self) -> None:
+        self._delay = self._first_s
 
 
 class KafkaProgress:
