@@ -438,3 +438,27 @@ def test_close_never_waits_on_a_lane_stuck_in_a_call() -> None:
         assert closed == [], "the stuck lane's sink is left to die with the process"
     finally:
         release.set()
+
+
+def test_close_ends_every_thread_of_the_delivery_and_takes_no_more_batches() -> None:
+    """A process that builds deliveries (a test, the state machine, an embedding app) must not
+    collect idle threads: close ends each once its queued work is done."""
+    before = set(threading.enumerate())
+    delivery = Delivery(
+        [FakeSink("postgres"), FakeSink("mongo")],
+        FakeDeadLetters(),
+        Metrics(),
+        Health(60),
+        stop(),
+        0.05,
+    )
+    threads = set(threading.enumerate()) - before
+    assert len(threads) >= 3, "a lane per sink and the batch workers"
+    finished(delivery.start(quotes(3), []))
+    delivery.close()
+    deadline = time.monotonic() + DEADLINE_S
+    while any(thread.is_alive() for thread in threads) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [thread.name for thread in threads if thread.is_alive()] == []
+    with pytest.raises(RuntimeError, match="closed"):
+        delivery.start(quotes(1), [])

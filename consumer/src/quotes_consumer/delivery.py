@@ -83,20 +83,31 @@ class Workers:
     """
 
     def __init__(self, count: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = (
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future[object]] | None] = (
             queue.SimpleQueue()
         )
+        self._count = count
+        self._closed = False
         for number in range(count):
             threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the delivery is closed")
         future: Future[T] = Future()
         self._jobs.put((job, future))  # type: ignore[arg-type]
         return future
 
+    def close(self) -> None:
+        """Each thread ends once the jobs queued before this are done; one stuck in a hung
+        call ends when the call does (or with the process)."""
+        self._closed = True
+        for _ in range(self._count):
+            self._jobs.put(None)
+
     def _work(self) -> None:
-        while True:
-            job, future = self._jobs.get()
+        while (item := self._jobs.get()) is not None:
+            job, future = item
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -146,8 +157,11 @@ class Delivery:
     def close(self) -> None:
         """Each lane closes its own sink once it is idle; a lane still sitting in a call after
         a stop is not waited for (its connection dies with the process), so closing never
-        waits on a connection a hung call holds."""
+        waits on a connection a hung call holds. Every thread of the delivery ends once its
+        queued work is done: a closed delivery takes no more batches."""
         closing = [self._lanes[sink.name].submit(sink.close) for sink in self._sinks]
+        for workers in (*self._lanes.values(), self._workers):
+            workers.close()
         deadline = time.monotonic() + CLOSE_WAIT_S
         for future in closing:
             with contextlib.suppress(Exception):
