@@ -169,7 +169,13 @@ class Delivery:
 
 
 class InFlight:
-    """One batch being delivered. The loop waits on it and tells it about revoked partitions."""
+    """One batch being delivered: what the loop sees of it, and the thread that sees it through.
+
+    The work is split by concern: each sink's part runs in its lane (:meth:`_sink_part`, with
+    ``steps`` writing, isolating by halving and committing); :class:`Written` is where the lanes
+    meet between the two phases; :meth:`_settle` withdraws late refusals, dead-letters what a
+    database refused and says what became of the batch.
+    """
 
     def __init__(
         self,
@@ -192,24 +198,20 @@ class InFlight:
             Backoff(delivery._stop, self._halt, delivery._max_backoff_s),
         )
         self._quotes, self._duplicates = _first_copies(quotes)
-        sinks = delivery._sinks
-        # Phase 1, per sink: (the quotes it holds, its refusals: identity -> reason).
-        self._written: dict[str, Future[tuple[list[Quote], dict[str, str]]]] = {
-            sink.name: Future() for sink in sinks
-        }
+        self._written = Written(delivery.sink_names, self._halt)
 
     # --- What the loop sees ----------------------------------------------------------------
 
     def begin(self) -> None:
         d = self._d
-        steps: dict[str, Future[dict[str, str]]] = {
-            sink.name: d._lanes[sink.name].submit(lambda s=sink: self._sink_steps(s))
+        parts: dict[str, Future[dict[str, str]]] = {
+            sink.name: d._lanes[sink.name].submit(lambda s=sink: self._sink_part(s))
             for sink in d._sinks
         }
-        steps["dead-letter"] = d._workers.submit(
+        parts["dead-letter"] = d._workers.submit(
             lambda: self._dead_letter(self._rejects, "dead-letter rejects") or {}
         )
-        d._workers.submit(lambda: self._run(steps))
+        d._workers.submit(lambda: self._run(parts))
 
     def wait(self, timeout_s: float) -> bool:
         return self._done.wait(timeout_s)
@@ -234,7 +236,7 @@ class InFlight:
         assert self._outcome is not None
         return self._outcome
 
-    # --- The work, in background threads ---------------------------------------------------
+    # --- Seeing it through, in a worker thread ---------------------------------------------
 
     def _owned(self, quotes: Sequence[Quote]) -> list[Quote]:
         with self._lock:
@@ -243,23 +245,20 @@ class InFlight:
             return list(quotes)
         return [q for q in quotes if (q.message.topic, q.message.partition) not in revoked]
 
-    def _run(self, steps: dict[str, Future[dict[str, str]]]) -> None:
+    def _run(self, parts: dict[str, Future[dict[str, str]]]) -> None:
         try:
-            late = self._gather(steps)
-            if late:
-                self._withdraw_late(late)
-            self._outcome = self._finish(late)
+            self._outcome = self._settle(self._gather(parts))
         except BaseException as error:
             self._error = error
             self._halt.set()
         finally:
             self._done.set()
 
-    def _gather(self, steps: dict[str, Future[dict[str, str]]]) -> dict[str, str]:
-        """Wait for every step; return the late refusals (identity -> reason). A crash halts
+    def _gather(self, parts: dict[str, Future[dict[str, str]]]) -> dict[str, str]:
+        """Wait for every part; return the late refusals (identity -> reason). A crash halts
         the others' waits and is raised at once, and wins over any Stopped it caused: a bug
         must never look like a requested stop."""
-        pending = set(steps.values())
+        pending = set(parts.values())
         stopped: BaseException | None = None
         while pending:
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -273,7 +272,61 @@ class InFlight:
                 stopped = stopped or errors[0]
         if stopped is not None:
             raise stopped
-        return {k: v for future in steps.values() for k, v in future.result().items()}
+        return {k: v for future in parts.values() for k, v in future.result().items()}
+
+    # --- One sink's part, in its lane ------------------------------------------------------
+
+    def _sink_part(self, sink: Sink) -> dict[str, str]:
+        """Phase 1, then phase 2 once every sink has written; returns the late refusals.
+
+        Whatever ends it early (a stop, a crash, a sibling's failure), nothing it held back is
+        left open for the next batch to commit by accident.
+        """
+        steps = SinkSteps(sink, self._attempts, self._owned)
+        try:
+            held, _ = self._written.write(sink.name, lambda: steps.write(self._quotes))
+            results = self._written.all()
+            refused = refused_by(results)
+            # Later copies too: one may have written the document in an earlier try of this
+            # partition that never finished (a crash), and they share the first copy's fate.
+            copies = self._owned(self._duplicates)
+            withdrawn = [q for q in (*held, *copies) if q.identity in refused]
+            return steps.commit(held_by_all(self._quotes, results), withdrawn)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sink.rollback()
+            raise
+
+    # --- Settling the batch ----------------------------------------------------------------
+
+    def _settle(self, late: dict[str, str]) -> Outcome:
+        """Withdraw the late refusals, dead-letter what a database refused, and say what became
+        of the batch."""
+        results = self._written.results()
+        refused = refused_by(results)
+        if late:
+            self._withdraw_late(late)
+            holding = next(sink.name for sink in self._d._sinks if sink.holds_back)
+            for identity, reason in late.items():
+                refused.setdefault(identity, (holding, reason))
+        owned = self._owned(self._quotes + self._duplicates)
+        refusals = [
+            Reject(q.message, f"rejected_by_{refused[q.identity][0]}", refused[q.identity][1])
+            for q in owned
+            if q.identity in refused
+        ]
+        if refusals:
+            self._dead_letter(refusals, f"dead-letter {len(refusals)} refused records")
+        owned_ids = {q.identity for q in owned}
+        return Outcome(
+            stored=[
+                q
+                for q in held_by_all(self._quotes, results)
+                if q.identity not in refused and q.identity in owned_ids
+            ],
+            duplicates=len(self._duplicates),
+            dead_lettered=[*self._rejects, *refusals],
+        )
 
     def _withdraw_late(self, late: dict[str, str]) -> None:
         """Delete the late refusals from the sinks that cannot hold back. Queued in their
@@ -289,87 +342,7 @@ class InFlight:
             if not sink.holds_back
         }
         for name, job in jobs.items():
-            self._result(job, f"withdraw from {name}")
-
-    def _sink_steps(self, sink: Sink) -> dict[str, str]:
-        """One sink's part, in its lane: phase 1, then phase 2 once every sink has written;
-        returns its late refusals.
-
-        Whatever ends it early (a stop, a crash, a sibling's failure), nothing it held back is
-        left open for the next batch to commit by accident.
-        """
-        steps = SinkSteps(sink, self._attempts, self._owned)
-        try:
-            written = self._written[sink.name]
-            try:
-                written.set_result(steps.write(self._quotes))
-            except BaseException as error:
-                written.set_exception(error)
-                raise
-            held, _ = written.result()
-            results = self._all_written()
-            keep = self._keep(results)
-            refused = {identity for _, refusals in results.values() for identity in refusals}
-            # Later copies too: one may have written the document in an earlier try of this
-            # partition that never finished (a crash), and they share the first copy's fate.
-            copies = self._owned(self._duplicates)
-            withdrawn = [q for q in (*held, *copies) if q.identity in refused]
-            return steps.commit(keep, withdrawn)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                sink.rollback()
-            raise
-
-    def _all_written(self) -> dict[str, tuple[list[Quote], dict[str, str]]]:
-        """Every sink's phase 1, once all have written; a failed sibling (which reports its own
-        error) or a halt ends the wait: this batch is not committed."""
-        return {name: self._result(future, name) for name, future in self._written.items()}
-
-    def _result(self, future: Future[T], name: str) -> T:
-        while True:
-            if self._halt.is_set():
-                raise Stopped(f"wait for {name}")
-            try:
-                return future.result(timeout=WAIT_SLICE_S)
-            except TimeoutError:
-                continue
-            except BaseException:
-                raise Stopped(f"wait for {name}") from None
-
-    def _keep(self, results: dict[str, tuple[list[Quote], dict[str, str]]]) -> list[Quote]:
-        """What every sink holds, in batch order."""
-        held = [{q.identity for q in quotes} for quotes, _ in results.values()]
-        common = set.intersection(*held) if held else set()
-        return [q for q in self._quotes if q.identity in common]
-
-    def _finish(self, late: dict[str, str]) -> Outcome:
-        """Dead-letter what a database refused, and say what became of the batch."""
-        results = {name: future.result() for name, future in self._written.items()}
-        refused: dict[str, tuple[str, str]] = {}  # identity -> (sink, reason)
-        for name, (_, refusals) in results.items():
-            for identity, reason in refusals.items():
-                refused.setdefault(identity, (name, reason))
-        holding = [sink.name for sink in self._d._sinks if sink.holds_back]
-        for identity, reason in late.items():
-            refused.setdefault(identity, (holding[0], reason))
-        owned = self._owned(self._quotes + self._duplicates)
-        refusals = [
-            Reject(q.message, f"rejected_by_{refused[q.identity][0]}", refused[q.identity][1])
-            for q in owned
-            if q.identity in refused
-        ]
-        if refusals:
-            self._dead_letter(refusals, f"dead-letter {len(refusals)} refused records")
-        owned_ids = {q.identity for q in owned}
-        return Outcome(
-            stored=[
-                q
-                for q in self._keep(results)
-                if q.identity not in refused and q.identity in owned_ids
-            ],
-            duplicates=len(self._duplicates),
-            dead_lettered=[*self._rejects, *refusals],
-        )
+            unless_halted(job, self._halt, f"withdraw from {name}")
 
     def _dead_letter(self, rejects: Sequence[Reject], what: str) -> None:
         if rejects:
@@ -379,6 +352,73 @@ class InFlight:
                 lambda: self._d._dead_letters.publish(rejects),
                 (DeadLetterError,),
             )
+
+
+# What one sink wrote in phase 1: the quotes it holds, and its refusals (identity -> reason).
+Phase1 = tuple[list[Quote], dict[str, str]]
+
+
+class Written:
+    """Where the lanes meet between the phases: each sink's phase 1, and the wait for all.
+
+    Phase 2 starts only once every sink has written the batch, since what a sink commits
+    depends on what the others hold and refused.
+    """
+
+    def __init__(self, names: Sequence[str], halt: threading.Event) -> None:
+        self._futures: dict[str, Future[Phase1]] = {name: Future() for name in names}
+        self._halt = halt
+
+    def write(self, name: str, step: Callable[[], Phase1]) -> Phase1:
+        """Run one sink's phase 1 and tell the others how it ended."""
+        future = self._futures[name]
+        try:
+            future.set_result(step())
+        except BaseException as error:
+            future.set_exception(error)
+            raise
+        return future.result()
+
+    def all(self) -> dict[str, Phase1]:
+        """Every sink's phase 1, once all have written; a failed sibling (which reports its own
+        error) or a halt ends the wait: the batch is not committed."""
+        return {
+            name: unless_halted(future, self._halt, name) for name, future in self._futures.items()
+        }
+
+    def results(self) -> dict[str, Phase1]:
+        """Every sink's phase 1, once every part has finished."""
+        return {name: future.result() for name, future in self._futures.items()}
+
+
+def held_by_all(quotes: Sequence[Quote], results: dict[str, Phase1]) -> list[Quote]:
+    """``keep``: the quotes every sink holds, in batch order."""
+    held = [{q.identity for q in quotes} for quotes, _ in results.values()]
+    common = set.intersection(*held) if held else set()
+    return [q for q in quotes if q.identity in common]
+
+
+def refused_by(results: dict[str, Phase1]) -> dict[str, tuple[str, str]]:
+    """identity -> (the first sink that refused it, its reason)."""
+    refused: dict[str, tuple[str, str]] = {}
+    for name, (_, refusals) in results.items():
+        for identity, reason in refusals.items():
+            refused.setdefault(identity, (name, reason))
+    return refused
+
+
+def unless_halted(future: Future[T], halt: threading.Event, name: str) -> T:
+    """The future's result, unless a halt comes first or the future failed (whoever ran it
+    reports that): then Stopped."""
+    while True:
+        if halt.is_set():
+            raise Stopped(f"wait for {name}")
+        try:
+            return future.result(timeout=WAIT_SLICE_S)
+        except TimeoutError:
+            continue
+        except BaseException:
+            raise Stopped(f"wait for {name}") from None
 
 
 def _first_copies(quotes: Sequence[Quote]) -> tuple[list[Quote], list[Quote]]:
