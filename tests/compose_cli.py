@@ -22,6 +22,13 @@ Cache: ``${STREAMLAB_CACHE:-~/.cache/streamlab}/compose/<version>/docker-compose
 module and build caches (GOMODCACHE, GOCACHE) are used as configured, so a rebuild is quick.
 Set ``STREAMLAB_DOCKER_COMPOSE`` to use an existing binary instead (for example a real Docker
 installation's ``docker-compose``).
+
+Which Go: the first ``go`` on PATH if it is at least ``GO_MINIMUM`` (the ``go`` line of the pinned
+Compose's go.mod). An older one, such as Debian 12's Go 1.19, cannot build Compose ("invalid go
+version") and predates the ``GOTOOLCHAIN`` switch, but its ``go mod download`` can still fetch a
+Go release from the module proxy, which serves each release as the module ``golang.org/toolchain``
+(``v0.0.1-go1.27.3.linux-amd64``); that release's ``bin/go`` then builds Compose. It lands in Go's
+module cache, so only the first build downloads it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -44,6 +52,13 @@ COMPOSE_MODULE = "github.com/docker/compose/v2"
 COMPOSE_VERSION = "v2.40.3"
 # Linker flag that makes `docker-compose version` report the tag instead of "dev".
 _VERSION_SYMBOL = f"{COMPOSE_MODULE}/internal.Version"
+
+# The `go` line of Compose v2.40.3's go.mod: an older Go refuses to build it.
+GO_MINIMUM = (1, 24, 9)
+# The Go release fetched when the Go on PATH is older than GO_MINIMUM: the one release the module
+# proxy serves here as golang.org/toolchain (any release >= GO_MINIMUM builds Compose).
+GO_TOOLCHAIN = "go1.27.3"
+TOOLCHAIN_MODULE = "golang.org/toolchain"
 
 ENV_CACHE = "STREAMLAB_CACHE"
 ENV_BINARY = "STREAMLAB_DOCKER_COMPOSE"
@@ -113,6 +128,8 @@ def _go_env() -> dict[str, str]:
     env["CGO_ENABLED"] = "0"
     # The module's go.mod/go.sum decide the dependency set; ignore a caller's -mod=vendor etc.
     env["GOFLAGS"] = "-mod=readonly -buildvcs=false"
+    # The Go go_command() chose builds; it must not switch to another release on its own.
+    env["GOTOOLCHAIN"] = "local"
     return env
 
 
@@ -140,19 +157,78 @@ def _run(cmd: list[str], *, cwd: Path | None, timeout: int, log: TextIO) -> str:
     return result.stdout
 
 
-def _go() -> str:
+def go_version(go: str) -> tuple[int, ...] | None:
+    """``go1.19.8`` -> (1, 19, 8); None if ``go`` does not run or says something else."""
+    try:
+        result = subprocess.run(
+            [go, "env", "GOVERSION"],
+            env=_go_env(),
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = result.stdout.strip().removeprefix("go")
+    numbers = text.split("-")[0].split(" ")[0].split(".")
+    if result.returncode != 0 or not all(part.isdigit() for part in numbers):
+        return None
+    return tuple(int(part) for part in numbers)
+
+
+def toolchain_version(platform: str) -> str:
+    """The module version of GO_TOOLCHAIN for ``platform`` (``linux-amd64``)."""
+    return f"v0.0.1-{GO_TOOLCHAIN}.{platform}"
+
+
+def fetch_toolchain(old_go: str, *, log: TextIO = sys.stderr) -> str:
+    """GO_TOOLCHAIN's ``bin/go``, downloaded as a module with ``old_go`` (any Go from 1.16 on)."""
+    platform = "-".join(
+        _run([old_go, "env", "GOOS", "GOARCH"], cwd=None, timeout=PROBE_TIMEOUT_S, log=log).split()
+    )
+    module = f"{TOOLCHAIN_MODULE}@{toolchain_version(platform)}"
+    # Outside any module (a go.mod in the caller's directory must not take part).
+    with tempfile.TemporaryDirectory(prefix="go-toolchain-") as outside:
+        info = json.loads(
+            _run(
+                [old_go, "mod", "download", "-json", module],
+                cwd=Path(outside),
+                timeout=DOWNLOAD_TIMEOUT_S,
+                log=log,
+            )
+        )
+    if info.get("Error") or not info.get("Dir"):
+        raise ComposeUnavailable(f"go mod download {module}: {info}")
+    go = str(Path(info["Dir"]) / "bin" / "go")
+    if (go_version(go) or ()) < GO_MINIMUM:
+        raise ComposeUnavailable(f"{go} (from {module}) does not run or is older than needed")
+    return go
+
+
+@functools.cache
+def go_command() -> str:
+    """A Go that can build Compose: the one on PATH, or GO_TOOLCHAIN fetched with it."""
     go = shutil.which("go")
     if go is None:
         raise ComposeUnavailable(
-            "Go is not on PATH, so docker-compose cannot be built; install Go >= 1.24 or set "
-            f"{ENV_BINARY} to an existing docker-compose binary"
+            "Go is not on PATH, so docker-compose cannot be built; install Go (any version: "
+            f"an old one fetches {GO_TOOLCHAIN}) or set {ENV_BINARY} to an existing "
+            "docker-compose binary"
         )
-    return go
+    found = go_version(go)
+    if found is not None and found >= GO_MINIMUM:
+        return go
+    sys.stderr.write(
+        f"{go} is Go {'.'.join(map(str, found or ())) or '(unknown)'}, older than "
+        f"{'.'.join(map(str, GO_MINIMUM))}: fetching {GO_TOOLCHAIN} as a module\n"
+    )
+    return fetch_toolchain(go)
 
 
 def build(version: str = COMPOSE_VERSION, *, log: TextIO = sys.stderr) -> Path:
     """Build the binary for ``version`` into the cache and return its path (no lock held)."""
-    go = _go()
+    go = go_command()
     target = binary_path(version)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -184,7 +260,7 @@ def compile_source(source: Path, version: str, *, log: TextIO = sys.stderr) -> P
     Also for a release the module proxy does not serve: its tag's tree from a clone of
     docker/compose (tests/compose_minimum.py --git).
     """
-    go = _go()
+    go = go_command()
     target = binary_path(version)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = source.parent / "docker-compose"
@@ -217,7 +293,7 @@ def install(*, force: bool = False, log: TextIO = sys.stderr) -> Path:
             return found
         if os.environ.get(ENV_BINARY, "").strip():
             raise ComposeUnavailable(f"{ENV_BINARY}={os.environ[ENV_BINARY]} does not run")
-    _go()  # fail before taking the lock or writing a log when there is nothing to build with
+    go_command()  # fail before taking the lock or writing a log when there is nothing to build with
     target = binary_path()
     with _locked(target.parent.parent / ".build.lock"):
         if not force and probe(target):
