@@ -24,11 +24,8 @@ Set ``STREAMLAB_DOCKER_COMPOSE`` to use an existing binary instead (for example 
 installation's ``docker-compose``).
 
 Which Go: the first ``go`` on PATH if it is at least ``GO_MINIMUM`` (the ``go`` line of the pinned
-Compose's go.mod). An older one, such as Debian 12's Go 1.19, cannot build Compose ("invalid go
-version") and predates the ``GOTOOLCHAIN`` switch, but its ``go mod download`` can still fetch a
-Go release from the module proxy, which serves each release as the module ``golang.org/toolchain``
-(``v0.0.1-go1.27.3.linux-amd64``); that release's ``bin/go`` then builds Compose. It lands in Go's
-module cache, so only the first build downloads it.
+Compose's go.mod), else a newer release fetched with it (native/servers/golang.py): Debian 12's
+Go 1.19 cannot build Compose ("invalid go version").
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import shutil
@@ -48,6 +44,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from native.servers import golang
+
 COMPOSE_MODULE = "github.com/docker/compose/v2"
 COMPOSE_VERSION = "v2.40.3"
 # Linker flag that makes `docker-compose version` report the tag instead of "dev".
@@ -55,11 +53,6 @@ _VERSION_SYMBOL = f"{COMPOSE_MODULE}/internal.Version"
 
 # The `go` line of Compose v2.40.3's go.mod: an older Go refuses to build it.
 GO_MINIMUM = (1, 24, 9)
-# The Go release fetched when the Go on PATH is older than GO_MINIMUM: the one release the module
-# proxy serves here as golang.org/toolchain (any release >= GO_MINIMUM builds Compose).
-GO_TOOLCHAIN = "go1.27.3"
-TOOLCHAIN_MODULE = "golang.org/toolchain"
-
 ENV_CACHE = "STREAMLAB_CACHE"
 ENV_BINARY = "STREAMLAB_DOCKER_COMPOSE"
 
@@ -157,73 +150,14 @@ def _run(cmd: list[str], *, cwd: Path | None, timeout: int, log: TextIO) -> str:
     return result.stdout
 
 
-def go_version(go: str) -> tuple[int, ...] | None:
-    """``go1.19.8`` -> (1, 19, 8); None if ``go`` does not run or says something else."""
-    try:
-        result = subprocess.run(
-            [go, "env", "GOVERSION"],
-            env=_go_env(),
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = result.stdout.strip().removeprefix("go")
-    numbers = text.split("-")[0].split(" ")[0].split(".")
-    if result.returncode != 0 or not all(part.isdigit() for part in numbers):
-        return None
-    return tuple(int(part) for part in numbers)
-
-
-def toolchain_version(platform: str) -> str:
-    """The module version of GO_TOOLCHAIN for ``platform`` (``linux-amd64``)."""
-    return f"v0.0.1-{GO_TOOLCHAIN}.{platform}"
-
-
-def fetch_toolchain(old_go: str, *, log: TextIO = sys.stderr) -> str:
-    """GO_TOOLCHAIN's ``bin/go``, downloaded as a module with ``old_go`` (any Go from 1.16 on)."""
-    platform = "-".join(
-        _run([old_go, "env", "GOOS", "GOARCH"], cwd=None, timeout=PROBE_TIMEOUT_S, log=log).split()
-    )
-    module = f"{TOOLCHAIN_MODULE}@{toolchain_version(platform)}"
-    # Outside any module (a go.mod in the caller's directory must not take part).
-    with tempfile.TemporaryDirectory(prefix="go-toolchain-") as outside:
-        info = json.loads(
-            _run(
-                [old_go, "mod", "download", "-json", module],
-                cwd=Path(outside),
-                timeout=DOWNLOAD_TIMEOUT_S,
-                log=log,
-            )
-        )
-    if info.get("Error") or not info.get("Dir"):
-        raise ComposeUnavailable(f"go mod download {module}: {info}")
-    go = str(Path(info["Dir"]) / "bin" / "go")
-    if (go_version(go) or ()) < GO_MINIMUM:
-        raise ComposeUnavailable(f"{go} (from {module}) does not run or is older than needed")
-    return go
-
-
-@functools.cache
 def go_command() -> str:
-    """A Go that can build Compose: the one on PATH, or GO_TOOLCHAIN fetched with it."""
-    go = shutil.which("go")
-    if go is None:
+    """A Go that can build Compose (native/servers/golang.py: the one on PATH, or a newer one)."""
+    try:
+        return golang.go_command(GO_MINIMUM)
+    except golang.GoUnavailable as error:
         raise ComposeUnavailable(
-            "Go is not on PATH, so docker-compose cannot be built; install Go (any version: "
-            f"an old one fetches {GO_TOOLCHAIN}) or set {ENV_BINARY} to an existing "
-            "docker-compose binary"
-        )
-    found = go_version(go)
-    if found is not None and found >= GO_MINIMUM:
-        return go
-    sys.stderr.write(
-        f"{go} is Go {'.'.join(map(str, found or ())) or '(unknown)'}, older than "
-        f"{'.'.join(map(str, GO_MINIMUM))}: fetching {GO_TOOLCHAIN} as a module\n"
-    )
-    return fetch_toolchain(go)
+            f"{error}; or set {ENV_BINARY} to an existing docker-compose binary"
+        ) from error
 
 
 def build(version: str = COMPOSE_VERSION, *, log: TextIO = sys.stderr) -> Path:

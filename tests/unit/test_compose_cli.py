@@ -1,4 +1,4 @@
-"""Which Go builds the Compose CLI: the one on PATH, or a newer release fetched with it.
+"""Which Go builds the Compose CLI (and FerretDB): the one on PATH, or a newer one fetched with it.
 
 Issue 21: on a Debian machine without Go, .ci/install brings Debian 12's Go 1.19, which cannot
 build Compose. Stand-in `go` executables play an old Go (whose `go mod download` hands out a
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from native.servers import golang
 from tests import compose_cli
 
 GO_STANDIN = textwrap.dedent(
@@ -44,9 +45,9 @@ def write_go(path: Path, version: str, calls: Path, toolchain_dir: Path) -> Path
 @pytest.fixture(autouse=True)
 def fresh_choice() -> Iterator[None]:
     """go_command() remembers its answer for the process; each test asks anew."""
-    compose_cli.go_command.cache_clear()
+    golang.go_command.cache_clear()
     yield
-    compose_cli.go_command.cache_clear()
+    golang.go_command.cache_clear()
 
 
 def test_a_new_enough_go_on_path_is_used_as_it_is(
@@ -65,13 +66,14 @@ def test_an_old_go_fetches_the_toolchain_module_and_hands_over(
     calls = tmp_path / "calls.log"
     toolchain = tmp_path / "modcache" / "toolchain"
     new_go = write_go(toolchain / "bin" / "go", "go1.27.3", calls, tmp_path / "unused")
+    new_go.chmod(0o444)  # as a module zip leaves it in the module cache
     old_go = write_go(tmp_path / "debian" / "go", "go1.19.8", calls, toolchain)
     monkeypatch.setenv("PATH", str(old_go.parent))
     assert compose_cli.go_command() == str(new_go)
+    assert new_go.stat().st_mode & 0o111, "made executable, as Go's own toolchain switch does"
     asked = calls.read_text().splitlines()
     assert (
-        f"mod download -json golang.org/toolchain@v0.0.1-{compose_cli.GO_TOOLCHAIN}.linux-amd64"
-        in asked
+        f"mod download -json golang.org/toolchain@v0.0.1-{golang.GO_TOOLCHAIN}.linux-amd64" in asked
     )
 
 
@@ -85,6 +87,9 @@ def test_a_fetched_toolchain_that_is_still_too_old_is_refused(
     monkeypatch.setenv("PATH", str(old_go.parent))
     with pytest.raises(compose_cli.ComposeUnavailable, match="older than needed"):
         compose_cli.go_command()
+    golang.go_command.cache_clear()
+    with pytest.raises(golang.GoUnavailable, match="older than needed"):
+        golang.go_command((1, 24))  # FerretDB's minimum, the same way
 
 
 def test_no_go_at_all_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
