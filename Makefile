@@ -13,11 +13,15 @@ $(error VARIANT=$(VARIANT) is not a lab variant: use kraft or replicated, or lea
 endif
 VARIANT_FILES_kraft := -f docker-compose.yml -f docker-compose.kraft.yml
 VARIANT_FILES_replicated := $(VARIANT_FILES_kraft) -f docker-compose.replicated.yml
+# The default (ZooKeeper) variant's files, named for `make reset`, which takes every variant's.
+VARIANT_FILES_zookeeper := -f docker-compose.yml
 # Every Compose command runs through compose/compose.sh: `docker compose`, else a standalone
 # `docker-compose` v2, once it has checked the version and that the daemon answers; if something
 # is missing it says what in one line, with the fix and `make demo`. To name the command
 # yourself: DOCKER_COMPOSE=docker-compose (still checked). The variant's files are added either
 # way: COMPOSE is not read from the environment, where an exported COMPOSE used to drop them.
+# Hence `:=`, never `?=`, for every variable that carries the variant (tests/unit/test_make_up.py
+# exports each of them and checks the variant survives).
 FIND_COMPOSE := compose/compose.sh
 COMPOSE := $(strip $(FIND_COMPOSE) $(VARIANT_FILES_$(VARIANT)))
 N ?= 3
@@ -26,8 +30,11 @@ DLQ ?= quotes.dlq
 MESSAGES ?= 10
 # Kafka's CLI tools run in a one-shot container of their own (the compose file's kafka-cli,
 # removed on exit), not inside the broker's: a tool's JVM there would count against the
-# broker's 1 GiB limit, and the OOM killer could take the broker.
+# broker's 1 GiB limit, and the OOM killer could take the broker. Each tool is given the
+# container's own KAFKA_BOOTSTRAP_SERVERS, which the variant's compose files set to all its
+# brokers: `make topic VARIANT=replicated` works with broker 1 down.
 KAFKA_CLI := $(COMPOSE) run --rm --no-deps -T kafka-cli
+BOOTSTRAP := --bootstrap-server "$$KAFKA_BOOTSTRAP_SERVERS"
 
 ##@ The lab (needs Docker)
 
@@ -85,13 +92,20 @@ ps: ## Show the services, their health, and the one-shots' exit codes
 logs: ## Follow the logs (SERVICE=consumer for one)
 	$(COMPOSE) logs -f --tail=200 $(SERVICE)
 
+# `down --volumes` removes only the volumes of the files it is given, so reset runs it once per
+# variant, whichever VARIANT is set: a reset that left the other variants' broker logs and the
+# group's committed offsets while it emptied the databases would make the next `up` of that
+# variant skip everything it had already delivered. The first `down` removes every container of
+# the lab (--remove-orphans), so no volume is still in use when its turn comes.
 .PHONY: reset
-reset: ## Stop the lab and delete all its data volumes (asks first; CONFIRM=yes skips)
+reset: ## Stop the lab and delete the data volumes of every variant (asks first; CONFIRM=yes skips)
 	@if [ "$(CONFIRM)" != "yes" ]; then \
-	  printf 'This deletes ALL lab data (Kafka, PostgreSQL, MongoDB, NiFi, pgAdmin volumes). Type yes to continue: '; \
+	  printf 'This deletes ALL lab data of every Kafka variant (ZooKeeper, KRaft and replicated brokers; PostgreSQL, MongoDB, NiFi, pgAdmin volumes). Type yes to continue: '; \
 	  read answer; [ "$$answer" = yes ] || { echo "Aborted."; exit 1; }; \
 	fi
-	$(COMPOSE) down --volumes --remove-orphans
+	$(FIND_COMPOSE) $(VARIANT_FILES_zookeeper) down --volumes --remove-orphans
+	$(FIND_COMPOSE) $(VARIANT_FILES_kraft) down --volumes --remove-orphans
+	$(FIND_COMPOSE) $(VARIANT_FILES_replicated) down --volumes --remove-orphans
 
 .PHONY: psql
 psql: ## Open psql in the lab's database
@@ -103,16 +117,16 @@ mongosh: ## Open mongosh in the lab's database
 
 .PHONY: topic
 topic: ## Show the quotes topic and its latest records (MESSAGES=10)
-	$(KAFKA_CLI) kafka-topics --bootstrap-server kafka:29092 --describe --topic $(TOPIC)
-	$(KAFKA_CLI) kafka-console-consumer --bootstrap-server kafka:29092 --topic $(TOPIC) \
+	$(KAFKA_CLI) bash -c 'kafka-topics $(BOOTSTRAP) --describe --topic $(TOPIC)'
+	$(KAFKA_CLI) bash -c 'kafka-console-consumer $(BOOTSTRAP) --topic $(TOPIC) \
 	  --from-beginning --max-messages $(MESSAGES) --timeout-ms 10000 \
-	  --property print.partition=true --property print.offset=true
+	  --property print.partition=true --property print.offset=true'
 
 .PHONY: dlq
 dlq: ## Show the dead-letter topic's records with their reason headers
-	$(KAFKA_CLI) kafka-console-consumer --bootstrap-server kafka:29092 --topic $(DLQ) \
+	$(KAFKA_CLI) bash -c 'kafka-console-consumer $(BOOTSTRAP) --topic $(DLQ) \
 	  --from-beginning --max-messages $(MESSAGES) --timeout-ms 10000 \
-	  --property print.headers=true --property print.offset=true
+	  --property print.headers=true --property print.offset=true'
 
 .PHONY: scale
 scale: ## Run N consumer replicas in one group (make scale N=3)
@@ -121,11 +135,11 @@ scale: ## Run N consumer replicas in one group (make scale N=3)
 .PHONY: counts
 counts: ## Records in Kafka vs rows in PostgreSQL vs documents in MongoDB
 	@$(FIND_COMPOSE) --which > /dev/null  # the lines below pipe into awk, which would hide its failure
-	@printf 'kafka records (quotes):   '; $(KAFKA_CLI) kafka-get-offsets --bootstrap-server kafka:29092 --topic $(TOPIC) | awk -F: '{s += $$3} END {print s + 0}'
-	@printf 'kafka dead letters:       '; $(KAFKA_CLI) kafka-get-offsets --bootstrap-server kafka:29092 --topic $(DLQ) | awk -F: '{s += $$3} END {print s + 0}'
+	@printf 'kafka records (quotes):   '; $(KAFKA_CLI) bash -c 'kafka-get-offsets $(BOOTSTRAP) --topic $(TOPIC)' | awk -F: '{s += $$3} END {print s + 0}'
+	@printf 'kafka dead letters:       '; $(KAFKA_CLI) bash -c 'kafka-get-offsets $(BOOTSTRAP) --topic $(DLQ)' | awk -F: '{s += $$3} END {print s + 0}'
 	@printf 'postgres rows:            '; $(COMPOSE) exec -T postgres sh -c 'psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB" -Atc "SELECT count(*) FROM quotes"'
 	@printf 'mongo documents:          '; $(COMPOSE) exec -T mongo sh -c 'mongosh --quiet -u "$$MONGO_INITDB_ROOT_USERNAME" -p "$$MONGO_INITDB_ROOT_PASSWORD" --authenticationDatabase admin --eval "db.getSiblingDB(\"quotes\").quotes.countDocuments()"'
-	@$(KAFKA_CLI) kafka-consumer-groups --bootstrap-server kafka:29092 --describe --group quotes-consumer
+	@$(KAFKA_CLI) bash -c 'kafka-consumer-groups $(BOOTSTRAP) --describe --group quotes-consumer'
 
 ##@ Development (no Docker needed)
 

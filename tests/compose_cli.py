@@ -22,6 +22,10 @@ Cache: ``${STREAMLAB_CACHE:-~/.cache/streamlab}/compose/<version>/docker-compose
 module and build caches (GOMODCACHE, GOCACHE) are used as configured, so a rebuild is quick.
 Set ``STREAMLAB_DOCKER_COMPOSE`` to use an existing binary instead (for example a real Docker
 installation's ``docker-compose``).
+
+Which Go: the first ``go`` on PATH if it is at least ``GO_MINIMUM`` (the ``go`` line of the pinned
+Compose's go.mod), else a newer release fetched with it (native/servers/golang.py): Debian 12's
+Go 1.19 cannot build Compose ("invalid go version").
 """
 
 from __future__ import annotations
@@ -40,11 +44,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from native.servers import golang
+
 COMPOSE_MODULE = "github.com/docker/compose/v2"
 COMPOSE_VERSION = "v2.40.3"
 # Linker flag that makes `docker-compose version` report the tag instead of "dev".
 _VERSION_SYMBOL = f"{COMPOSE_MODULE}/internal.Version"
 
+# The `go` line of Compose v2.40.3's go.mod: an older Go refuses to build it.
+GO_MINIMUM = (1, 24, 9)
 ENV_CACHE = "STREAMLAB_CACHE"
 ENV_BINARY = "STREAMLAB_DOCKER_COMPOSE"
 
@@ -113,6 +121,8 @@ def _go_env() -> dict[str, str]:
     env["CGO_ENABLED"] = "0"
     # The module's go.mod/go.sum decide the dependency set; ignore a caller's -mod=vendor etc.
     env["GOFLAGS"] = "-mod=readonly -buildvcs=false"
+    # The Go go_command() chose builds; it must not switch to another release on its own.
+    env["GOTOOLCHAIN"] = "local"
     return env
 
 
@@ -140,19 +150,19 @@ def _run(cmd: list[str], *, cwd: Path | None, timeout: int, log: TextIO) -> str:
     return result.stdout
 
 
-def _go() -> str:
-    go = shutil.which("go")
-    if go is None:
+def go_command() -> str:
+    """A Go that can build Compose (native/servers/golang.py: the one on PATH, or a newer one)."""
+    try:
+        return golang.go_command(GO_MINIMUM)
+    except golang.GoUnavailable as error:
         raise ComposeUnavailable(
-            "Go is not on PATH, so docker-compose cannot be built; install Go >= 1.24 or set "
-            f"{ENV_BINARY} to an existing docker-compose binary"
-        )
-    return go
+            f"{error}; or set {ENV_BINARY} to an existing docker-compose binary"
+        ) from error
 
 
 def build(version: str = COMPOSE_VERSION, *, log: TextIO = sys.stderr) -> Path:
     """Build the binary for ``version`` into the cache and return its path (no lock held)."""
-    go = _go()
+    go = go_command()
     target = binary_path(version)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -184,7 +194,7 @@ def compile_source(source: Path, version: str, *, log: TextIO = sys.stderr) -> P
     Also for a release the module proxy does not serve: its tag's tree from a clone of
     docker/compose (tests/compose_minimum.py --git).
     """
-    go = _go()
+    go = go_command()
     target = binary_path(version)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = source.parent / "docker-compose"
@@ -217,7 +227,7 @@ def install(*, force: bool = False, log: TextIO = sys.stderr) -> Path:
             return found
         if os.environ.get(ENV_BINARY, "").strip():
             raise ComposeUnavailable(f"{ENV_BINARY}={os.environ[ENV_BINARY]} does not run")
-    _go()  # fail before taking the lock or writing a log when there is nothing to build with
+    go_command()  # fail before taking the lock or writing a log when there is nothing to build with
     target = binary_path()
     with _locked(target.parent.parent / ".build.lock"):
         if not force and probe(target):

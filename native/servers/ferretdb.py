@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from native.servers import golang
 from native.servers.cache import cache_dir
 from native.servers.process import (
     HOST,
@@ -22,6 +23,8 @@ from native.servers.process import (
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
 FERRETDB_PORT = int(os.environ.get("STREAMLAB_FERRETDB_PORT", "27217"))
+# The `go` line of FerretDB v1.24.2's go.mod: an older Go (Debian 12's 1.19) refuses to build it.
+FERRETDB_GO_MINIMUM = (1, 24)
 
 
 def ferretdb_binary() -> Path:
@@ -35,10 +38,12 @@ def ferretdb_binary() -> Path:
     binary = home / "bin" / "ferretdb"
     if binary.exists():
         return binary
-    if shutil.which("go") is None:
-        raise HarnessError("go not found: install Go >= 1.22 to build FerretDB")
+    try:
+        go = golang.go_command(FERRETDB_GO_MINIMUM)
+    except golang.GoUnavailable as error:
+        raise HarnessError(f"cannot build FerretDB: {error}") from error
     log(f"building FerretDB {FERRETDB_VERSION} from its Go module (first run only)")
-    info = run(["go", "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"])
+    info = run([go, "mod", "download", "-json", f"{FERRETDB_MODULE}@{FERRETDB_VERSION}"])
     module_dir = Path(json.loads(info.stdout)["Dir"])
     src = home / "src"
     shutil.rmtree(src, ignore_errors=True)
@@ -46,7 +51,7 @@ def ferretdb_binary() -> Path:
     for path in [src, *src.rglob("*")]:
         path.chmod(path.stat().st_mode | 0o200)
     (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
-    run(["go", "build", "-o", str(binary), "./cmd/ferretdb"], cwd=src)
+    run([go, "build", "-o", str(binary), "./cmd/ferretdb"], cwd=src)
     shutil.rmtree(src)
     return binary
 

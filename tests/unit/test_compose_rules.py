@@ -67,7 +67,11 @@ def scrubbed_env(tmp_home: Path) -> dict[str, str]:
 
 
 def run_config(
-    binary: Path, env_file: Path, *extra: str, files: tuple[Path, ...] = (COMPOSE_FILE,)
+    binary: Path,
+    env_file: Path,
+    *extra: str,
+    files: tuple[Path, ...] = (COMPOSE_FILE,),
+    profiles: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``docker compose config`` on ``files`` (the main file, then any overrides, in order)."""
     return subprocess.run(
@@ -78,6 +82,7 @@ def run_config(
             "--env-file",
             str(env_file),
             *(arg for path in files for arg in ("-f", str(path))),
+            *(arg for profile in profiles for arg in ("--profile", profile)),
             "config",
             *extra,
         ],
@@ -906,3 +911,196 @@ def test_kafka_init_sets_min_insync_replicas_only_when_asked(fake_kafka: dict[st
     assert all(
         "--config min.insync.replicas=2" in c and "--replication-factor 3" in c for c in creates
     )
+
+
+# --- Switching, resetting and stopping (issue 21) -----------------------------------------------
+#
+# Rules across all three variants at once, the ZooKeeper default included: what a user who moves
+# between them (`make up-kraft`, then `make up-replicated`, then `make reset`) relies on.
+
+ALL_VARIANTS = {"zookeeper": (), **KRAFT_VARIANTS}
+# Every service that talks to Kafka; each must be given the variant's whole broker list.
+KAFKA_CLIENTS = {"kafka-init", "kafka-cli", "kafka-ui", "nifi-init", "consumer", "status"}
+# Docker's own stop timeout, after which it sends SIGKILL.
+DOCKER_DEFAULT_STOP_S = 10
+
+
+def files_of(variant: str) -> tuple[Path, ...]:
+    return (COMPOSE_FILE, *(REPO / name for name in ALL_VARIANTS[variant]))
+
+
+@pytest.fixture(scope="session")
+def every_variant(compose_bin: Path, env_file: Path) -> dict[str, dict[str, Any]]:
+    """Each variant's merged configuration, with the `tools` profile (kafka-cli) enabled."""
+    configs = {}
+    for name in ALL_VARIANTS:
+        result = run_config(
+            compose_bin,
+            env_file,
+            "--format",
+            "json",
+            files=(*files_of(name),),
+            profiles=("tools",),
+        )
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        configs[name] = json.loads(result.stdout)
+    return configs
+
+
+def kafka_brokers(services: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Brokers of any generation: the services that advertise listeners."""
+    return {
+        name: service
+        for name, service in services.items()
+        if "KAFKA_ADVERTISED_LISTENERS" in service.get("environment", {})
+    }
+
+
+def internal_address(broker: Mapping[str, Any]) -> str:
+    advertised = broker["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    listeners = dict(item.split("://") for item in advertised)
+    address: str = listeners["INTERNAL"]
+    return address
+
+
+def broker_volumes(broker: Mapping[str, Any]) -> set[str]:
+    return {v["source"] for v in broker.get("volumes", []) if v["type"] == "volume"}
+
+
+def seconds(duration: str) -> float:
+    """Compose's duration strings as `config` renders them: 30s, 1m30s, 2m."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|m|s|ms)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a duration: {duration}"
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def test_no_two_variants_share_a_broker_volume(every_variant: dict[str, dict[str, Any]]) -> None:
+    """A volume another variant formatted is another cluster's log: topics at its replication
+    factor, its committed offsets. Each broker of each variant has a data volume of its own."""
+    owner: dict[str, str] = {}
+    for variant, config in every_variant.items():
+        for name, broker in kafka_brokers(config["services"]).items():
+            volumes = broker_volumes(broker)
+            assert volumes, f"{variant}: {name} keeps its log in no named volume"
+            for volume in volumes:
+                assert volume not in owner, (
+                    f"{volume}: used by {owner.get(volume)} and {variant} {name}"
+                )
+                owner[volume] = f"{variant} {name}"
+
+
+def test_kraft_variants_have_their_own_cluster_ids(
+    every_variant: dict[str, dict[str, Any]],
+) -> None:
+    """The apache/kafka image checks the volume's meta.properties against CLUSTER_ID at every
+    start, so distinct ids turn a wrongly reused volume into a start-up error. Unset, every
+    container would get the image's one default id, and the check would pass."""
+    ids: dict[str, str] = {}
+    for variant, config in every_variant.items():
+        nodes = brokers(config["services"])
+        if not nodes:
+            continue  # the ZooKeeper variant: ZooKeeper holds its cluster id
+        found = {name: node["environment"].get("CLUSTER_ID") for name, node in nodes.items()}
+        assert all(found.values()), f"{variant}: CLUSTER_ID unset on {found}"
+        assert len(set(found.values())) == 1, f"{variant}: nodes disagree: {found}"
+        ids[variant] = next(iter(found.values()))
+    assert len(ids) == len(KRAFT_VARIANTS)
+    assert len(set(ids.values())) == len(ids), f"variants share a cluster id: {ids}"
+
+
+@pytest.mark.parametrize("variant_name", sorted(ALL_VARIANTS))
+def test_every_kafka_client_gets_the_whole_broker_list(
+    every_variant: dict[str, dict[str, Any]], variant_name: str
+) -> None:
+    """Any one broker down, every client still reaches the cluster: each setting that names a
+    broker names all of them, and every known client has one."""
+    services = every_variant[variant_name]["services"]
+    nodes = kafka_brokers(services)
+    whole = {internal_address(node) for node in nodes.values()}
+    hosts = "|".join(re.escape(address.rsplit(":", 1)[0]) for address in whole)
+    mentions = re.compile(rf"(?<![\w.-])(?:{hosts}):\d+")
+    clients = set()
+    for name, service in services.items():
+        if name in nodes:
+            continue
+        for key, value in service.get("environment", {}).items():
+            if not isinstance(value, str) or not mentions.search(value):
+                continue
+            clients.add(name)
+            listed = value.split(",")
+            assert len(listed) == len(set(listed)), f"{name}.{key}: {value}"
+            assert set(listed) == whole, f"{name}.{key} = {value}; the brokers are {sorted(whole)}"
+    assert clients >= KAFKA_CLIENTS, f"no broker list for {sorted(KAFKA_CLIENTS - clients)}"
+
+
+def test_the_makefile_names_no_broker(every_variant: dict[str, dict[str, Any]]) -> None:
+    """The Makefile's Kafka tools take the kafka-cli container's list, which the variant sets."""
+    text = (REPO / "Makefile").read_text(encoding="utf-8")
+    addresses = {
+        internal_address(node)
+        for config in every_variant.values()
+        for node in kafka_brokers(config["services"]).values()
+    }
+    named = sorted(address for address in addresses if address in text)
+    assert not named, f"the Makefile hard-codes {named}"
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "topic", "dlq", "counts", "VARIANT=replicated"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    tool_calls = [line for line in dry.stdout.splitlines() if " kafka-cli " in line]
+    assert len(tool_calls) == 6, dry.stdout
+    for line in tool_calls:
+        assert '--bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS"' in line, line
+
+
+def reset_commands(variant: str) -> list[list[str]]:
+    """The `down --volumes` commands `make reset` would run with VARIANT=variant."""
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "reset", "CONFIRM=yes", f"VARIANT={variant}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr
+    commands = [line.split() for line in dry.stdout.splitlines() if " down " in line]
+    assert commands and all("--volumes" in command for command in commands), dry.stdout
+    return commands
+
+
+@pytest.mark.parametrize("variant_name", ["", "kraft", "replicated"])
+def test_reset_removes_every_variants_volumes(
+    compose_bin: Path,
+    env_file: Path,
+    every_variant: dict[str, dict[str, Any]],
+    variant_name: str,
+) -> None:
+    """`down --volumes` removes the volumes of the configuration it is given (Compose drops the
+    ones no service uses): the union over reset's commands must be every variant's volumes."""
+    everything = {volume for config in every_variant.values() for volume in config["volumes"]}
+    removed: set[str] = set()
+    for command in reset_commands(variant_name):
+        given = [command[i + 1] for i, arg in enumerate(command) if arg == "-f"]
+        files = tuple(REPO / name for name in given) or (COMPOSE_FILE,)
+        result = run_config(compose_bin, env_file, "--format", "json", files=files)
+        assert result.returncode == 0, result.stderr
+        removed |= set(json.loads(result.stdout).get("volumes", {}))
+    kept = sorted(everything - removed)
+    assert not kept, f"make reset VARIANT={variant_name} keeps {kept}"
+
+
+def test_every_broker_has_a_stop_grace_period(every_variant: dict[str, dict[str, Any]]) -> None:
+    """SIGTERM starts a controlled shutdown; Docker's SIGKILL at 10 s could cut it short and
+    leave every log to recover at the next start."""
+    for variant, config in every_variant.items():
+        for name, broker in kafka_brokers(config["services"]).items():
+            grace = broker.get("stop_grace_period")
+            assert grace, f"{variant} {name}: no stop_grace_period (killed after 10 s)"
+            assert seconds(grace) > DOCKER_DEFAULT_STOP_S, f"{variant} {name}: {grace}"

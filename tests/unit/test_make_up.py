@@ -229,6 +229,46 @@ def test_an_exported_compose_cannot_drop_the_variant(lab: Path, tmp_path: Path) 
     assert standins.calls()[-1] == f"docker compose {VARIANT_FILES} up -d --build"
 
 
+def variant_carriers(makefile: str) -> dict[str, str]:
+    """Variables that carry the variant or its broker list, directly or through one that does,
+    with the operator that defines them (`:=`, `?=`, ...). VARIANT itself is the user's choice."""
+    definitions = {
+        match.group(1): (match.group(2), match.group(3))
+        for match in re.finditer(r"^([A-Za-z_][\w-]*)\s*([:?+!]?=)\s*(.*)$", makefile, flags=re.M)
+    }
+    carriers = {
+        name
+        for name, (_, value) in definitions.items()
+        if name.startswith("VARIANT_FILES_") or re.search(r"\$\(VARIANT\)|BOOTSTRAP", value)
+    } - {"VARIANT"}
+    grew = True
+    while grew:
+        found = {
+            name
+            for name, (_, value) in definitions.items()
+            if any(f"$({carrier})" in value for carrier in carriers)
+        }
+        grew = not found <= carriers
+        carriers |= found
+    return {name: definitions[name][0] for name in sorted(carriers)}
+
+
+def test_no_variable_from_the_environment_can_drop_the_variant(lab: Path, tmp_path: Path) -> None:
+    """Issue 21, for every variable like COMPOSE: defined with `:=`, so an exported one is
+    ignored, and the replicated files and the broker list survive each being exported."""
+    carriers = variant_carriers((lab / "Makefile").read_text())
+    assert {"COMPOSE", "KAFKA_CLI", "VARIANT_FILES_replicated"} <= set(carriers), carriers
+    assert all(op == ":=" for op in carriers.values()), f"not := {carriers}"
+    standins = compose_standins.install(tmp_path, plugin=None)
+    for name in carriers:
+        result = make(
+            lab, standins, "-n", "topic", "VARIANT=replicated", **{name: "docker compose"}
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"compose/compose.sh {VARIANT_FILES} run" in result.stdout, (name, result.stdout)
+        assert '"$KAFKA_BOOTSTRAP_SERVERS"' in result.stdout, (name, result.stdout)
+
+
 @pytest.mark.parametrize(
     "target",
     ["up", "down", "ps", "logs", "reset", "psql", "mongosh", "topic", "dlq", "scale", "counts"],
