@@ -68,18 +68,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         add("--" + name.replace("_", "-"), type=kind, nargs="*" if many else None, help=text)
     add("--modes", nargs="+", choices=list(SINKS_OF), help="default: all three")
     add("--rate", type=float, default=1000.0, help="records/s, latency phase")
-    add(
-        "--batch-size",
-        type=int,
-        default=int(CONSUMER_DEFAULTS["CONSUMER_BATCH_SIZE"]),
-        help="CONSUMER_BATCH_SIZE, also the ceilings' batch size (default: the consumer's)",
-    )
-    add(
-        "--batch-timeout-ms",
-        type=int,
-        default=int(CONSUMER_DEFAULTS["CONSUMER_BATCH_TIMEOUT_MS"]),
-        help="CONSUMER_BATCH_TIMEOUT_MS (default: the consumer's)",
-    )
+    for setting, also in (
+        ("BATCH_SIZE", ", also the ceilings' batch size"),
+        ("BATCH_TIMEOUT_MS", ""),
+    ):
+        default = int(CONSUMER_DEFAULTS[f"CONSUMER_{setting}"])
+        text = f"CONSUMER_{setting}{also} (default: the consumer's)"
+        add("--" + setting.lower().replace("_", "-"), type=int, default=default, help=text)
     add("--no-profile", action="store_true", help="skip the pyinstrument run")
     add("--out", type=Path, default=RESULTS_DIR, help="report directory")
     add("--no-progress", action="store_true", help="no progress bars")
