@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceilings import LABELS
-from bench.cpu import CONSUMER, GROUPS, MIN_WINDOW_S, CpuUsage
-from bench.results import SINKS_OF, ConsumerResult, Results, SizeResult, median
+from bench.cpu import CONSUMER, GROUPS, CpuUsage
+from bench.results import SINKS_OF, ConsumerResult, Results, median
 from bench.stored import Percentiles
-from bench.workload import CONSUMER_DEFAULTS, INVALID_EVERY, MAX_RECORD_BYTES
+from bench.workload import INVALID_EVERY
 
 QUIX_COMMIT_INTERVAL_S = 5.0  # Quix Streams 3.28's Application default, which the bench keeps
 
@@ -92,8 +92,8 @@ def markdown(results: Results) -> str:
         f"`CONSUMER_BATCH_TIMEOUT_MS={results.batch_timeout_ms}` (the `.env.example` values "
         f"unless overridden), {results.partitions} partitions, "
         f"{100 / INVALID_EVERY:.0f} % invalid records. Each figure is the **median of "
-        f"{results.repeats} run(s)**, min-max in brackets; every run starts from a fresh "
-        "consumer group, dead-letter topic, PostgreSQL database and MongoDB database.",
+        f"{results.repeats} run(s)**, min-max in brackets. How each run is made and what each "
+        "figure means: `bench/README.md`, *What is measured* and *Reading the report*.",
         "",
     ]
     for section in (
@@ -104,7 +104,6 @@ def markdown(results: Results) -> str:
         _targets_section,
         _profile_section,
         _bounds_section,
-        _notes,
     ):
         lines += section(results)
     if results.finished is not None:
@@ -149,11 +148,9 @@ def _throughput_section(results: Results) -> list[str]:
         "Throughput at full speed (pre-loaded topic, until every offset is committed)",
         _table([*columns, "share of serial bound:"], rows),
         "Completeness check: " + ("; ".join(problems) if problems else complete),
-        "CPU s and peak RSS are the consumer process's own (`/proc/<pid>/stat` utime+stime, "
-        "`/proc/<pid>/status` VmHWM), start-up included. Modes `postgres` and `mongo` run the "
-        "same consumer with the other sink replaced by a no-op (`python -m bench.one_sink`). "
-        "The ceiling and serial-bound shares of a mode count only the servers it uses (Kafka "
-        "and its sinks; see the next section).",
+        "Published before the runs (kafka-python producer): "
+        + "; ".join(f"{s.size:,} at {_num(s.publish.rate)} records/s" for s in results.sizes)
+        + ".",
     )
 
 
@@ -193,13 +190,6 @@ def _cpu_section(results: Results) -> list[str]:
     return _section(
         "Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
         _table(columns + [f"{group}:" for group in GROUPS], rows),
-        "A consumer run: from the first commit to the last. The concurrent ceiling: its timed "
-        "server calls only, the bench's process counted as the raw clients. *CPUs busy*: "
-        "`/proc/stat`, every process on the machine. Each process: its share of one CPU, and "
-        "in brackets its CPU time per record (user + system of its whole process tree, "
-        "`/proc/<pid>/stat`; PostgreSQL counts the postmaster and every backend, including the "
-        "bench's own short queries). A server the harness did not start itself is not counted; "
-        f"runs shorter than {MIN_WINDOW_S:.0f} s are not measured.",
     )
 
 
@@ -229,12 +219,6 @@ def _reference_section(results: Results) -> list[str]:
     section = _section(
         "References: raw ceilings, a peer and the naive consumer (records/s)",
         _table([f"{name}:" for name in columns], rows),
-        "Ceilings: the consumer's batch size and its exact rows and documents; only the server "
-        "calls are timed. *execute_values* sends the same rows as a multi-row `VALUES` list "
-        "(the consumer's earlier statement): a reference, not counted as a ceiling. *Serial "
-        "bound* = 1 / (1/Kafka + 1/min(PostgreSQL, MongoDB)): the best a consumer can do that "
-        "reads a batch, then writes both databases, without overlapping the two. How each "
-        "ceiling, Quix Streams and the naive consumer run: `bench/README.md`, *What is measured*.",
         _quix_mongo(results),
     )
     if results.big_records is None:
@@ -260,24 +244,16 @@ def _quix_mongo(results: Results) -> str:
         )
     return (
         "Quix Streams MongoDBSink, measured once on a topic of its own: "
-        f"**{_num(run.throughput, 1)} records/s** ({outcome}).{problems} It upserts each document "
-        "(`UpdateOne(..., upsert=True)`, one update operation per record in a `bulk_write`) "
-        "instead of inserting the batch; it is reported for completeness and not tuned for "
-        "(matching on `_id` is the only setting given, as its default matches on the Kafka "
-        "key, which these records do not have)."
+        f"**{_num(run.throughput, 1)} records/s** ({outcome}).{problems}"
     )
 
 
 def _big_records_section(results: Results, run: ConsumerResult) -> list[str]:
     return _section(
         "Memory with large records",
-        f"{run.records:,} records of about {results.big_record_bytes / 1000:.0f} KB (a long "
-        "quote, stored in both databases; 2 % invalid as everywhere), pre-loaded, consumed "
-        "with both sinks and every setting at its default (`CONSUMER_BATCH_SIZE="
-        f"{results.batch_size}`, `CONSUMER_BATCH_MAX_BYTES` at the consumer's default, "
-        f"`CONSUMER_MAX_RECORD_BYTES={MAX_RECORD_BYTES}`): "
-        f"**peak RSS {_num(run.peak_rss_mb, 1)} MB**, {_num(run.throughput)} records/s, "
-        f"CPU {_num(run.cpu_s, 1)} s"
+        f"{run.records:,} records of about {results.big_record_bytes / 1000:.0f} KB, both "
+        f"sinks, every setting at its default: **peak RSS {_num(run.peak_rss_mb, 1)} MB**, "
+        f"{_num(run.throughput)} records/s, CPU {_num(run.cpu_s, 1)} s"
         + (f"; problems: {'; '.join(run.problems)}" if run.problems else "; every record stored")
         + ".",
     )
@@ -307,12 +283,6 @@ def _latency_section(results: Results) -> list[str]:
     return _section(
         "Latency, Kafka record timestamp to database write (ms)",
         _table(columns, rows),
-        "Latency is `written_at - kafka_timestamp` per row (PostgreSQL, computed by "
-        "`percentile_cont`) and `written_at - kafka.timestamp` per document (MongoDB), over "
-        "every record; `written_at` is when the batch's write began. *Poll-to-write* is "
-        "`written_at - ingested_at`, the consumer's own share after a batch was polled. At "
-        "full speed the topic was loaded before the consumer started, so the Kafka-based "
-        "figure mostly measures how long a record waited in the backlog, not the consumer.",
     )
 
 
@@ -494,14 +464,11 @@ def _targets_section(results: Results) -> list[str]:
     ]
     return _section(
         "Targets",
-        "Issue 11's targets first, then those kept from earlier issues. Medians of "
-        f"{results.repeats} run(s); a ratio is taken between medians of the same run of the "
-        "benchmark. The exactly-once and reliability tests are `make test`'s, not this report's.",
         _table(["target", "threshold", "measured", "compared to", "met"], rows),
     )
 
 
-# --- Profile, bounds, notes -------------------------------------------------------------------
+# --- Profile and bounds -----------------------------------------------------------------------
 
 
 def _profile_section(results: Results) -> list[str]:
@@ -515,9 +482,6 @@ def _profile_section(results: Results) -> list[str]:
     ]
     same = [size for size in results.sizes if size.size == run.records]
     unprofiled = same[0].median_throughput("both") if same else math.nan
-    pure_python_crc = any(
-        e["function"].startswith("crc_update (kafka/record/_crc32c.py") for e in profile["top_self"]
-    )
     return _section(
         "Profile of a full-speed run (pyinstrument, both sinks)",
         f"{run.records:,} records at {_num(run.throughput)} records/s under the profiler "
@@ -526,25 +490,13 @@ def _profile_section(results: Results) -> list[str]:
         _table(["stage", "seconds:", "share:"], stages),
         "Top functions by self time:",
         _table(["function", "self s:", "share:"], top),
-        "Full call tree: `bench/results/profile.txt`.",
-        f"The unprofiled median at this size is {_num(unprofiled)} records/s: sampling costs "
-        "most where Python code runs many small calls (Kafka record decoding and CRC, "
-        "validation), so those shares are somewhat inflated and the waits on the servers "
-        "somewhat deflated. The order of the stages is what the profile shows reliably.",
-        *(
-            [
-                "`crc_update (kafka/record/_crc32c.py)` is kafka-python's pure-Python CRC32C, "
-                "its fallback when the optional `crc32c` C package is not installed: every fetched "
-                "record batch is checksummed byte by byte in Python, in the consumer's main thread."
-            ]
-            if pure_python_crc
-            else []
-        ),
+        f"Full call tree: `bench/results/profile.txt`. The unprofiled median at this size is "
+        f"{_num(unprofiled)} records/s (what the profiler distorts: `bench/README.md`).",
     )
 
 
 def _bounds_section(results: Results) -> list[str]:
-    """What limits each measured figure, from the measurements and the code that ran."""
+    """What limits each measured figure, from the measurements; why: `bench/README.md`."""
     lines = []
     for size in results.sizes:
         concurrent = size.median_ceiling("concurrent")
@@ -559,108 +511,31 @@ def _bounds_section(results: Results) -> list[str]:
                 f"slower one alone ({LABELS.get(name, name)}, {_num(smallest)}); Kafka "
                 f"alone reads {_num(size.median_ceiling('kafka'))}. The consumer reaches "
                 f"{_percent(size.median_throughput('both'), concurrent)} % of the "
-                "concurrent ceiling; the rest is its own work (polling, decoding, validating, "
-                "building rows and documents, dead-lettering, committing) on the same CPUs."
-                + _cpu_bound(size.consumer.get("both", []))
-                + _slowest_server(size)
+                "concurrent ceiling; the rest is its own work on the same CPUs."
             )
         lines.append(
             f"- {size.size:,}, PostgreSQL only: the consumer reaches "
             f"{_percent(size.median_throughput('postgres'), postgres)} % of "
             f"PostgreSQL's raw rate ({_num(postgres)} rec/s)."
-            + _cpu_bound(size.consumer.get("postgres", []))
         )
         quix = [q for q in size.quix if q.finished]
         if quix:
             seconds = _of(quix, "seconds")
             lines.append(
-                f"- {size.size:,}, Quix Streams PostgreSQLSink: it writes only at a checkpoint, "
-                f"every {QUIX_COMMIT_INTERVAL_S:.0f} s by default, so up to "
+                f"- {size.size:,}, Quix Streams PostgreSQLSink: up to "
                 f"{_percent(QUIX_COMMIT_INTERVAL_S, seconds)} % of its median run "
-                f"({_num(seconds, 1)} s) can be the wait for the last checkpoint; each "
-                "checkpoint's rows go in one `execute_values` with psycopg2's default page size "
-                "(100 rows per statement), and every record passes its dataframe pipeline one "
-                "at a time."
+                f"({_num(seconds, 1)} s) can be the wait for its last checkpoint "
+                f"({QUIX_COMMIT_INTERVAL_S:.0f} s apart)."
             )
     default = results.default_latency()
     if default is not None:
         label, runs = default
         poll = max(_of((r.poll_to_write[s] for r in runs), "p50") for s in SINKS_OF["both"])
         lines.append(
-            f"- Latency at {results.rate:,.0f} rec/s ({label}): a batch closes as soon as the "
-            "consumer has caught up with the topic (the batch timeout, "
-            f"{results.batch_timeout_ms} ms, is only an upper bound), so a record waits for the "
-            "batch in flight before it, then for its own write; poll-to-write (the consumer's own "
-            f"share after the poll) has a median of {_num(poll, 1)} ms on the worse sink."
-        )
-    if results.big_records is not None and results.big_record_bytes:
-        cap = int(CONSUMER_DEFAULTS["CONSUMER_BATCH_MAX_BYTES"])
-        lines.append(
-            f"- Memory with ~{results.big_record_bytes / 1000:.0f} KB records: a batch closes at "
-            f"CONSUMER_BATCH_MAX_BYTES ({cap / 2**20:.0f} MiB by default), about "
-            f"{cap // results.big_record_bytes} such records, instead of "
-            f"{results.batch_size} records "
-            f"({results.batch_size * results.big_record_bytes / 1e6:.0f} MB); the peak also "
-            "holds the client libraries' fetch buffers and the rows and "
-            "documents built from the batch."
+            f"- Latency at {results.rate:,.0f} rec/s ({label}): poll-to-write has a median of "
+            f"{_num(poll, 1)} ms on the worse sink."
         )
     return _section("What bounds each result", lines)
-
-
-def _cpu_bound(runs: Sequence[ConsumerResult]) -> str:
-    """One sentence: how busy the CPUs were, and who used most of them."""
-    usages = [r.cpu for r in runs if r.cpu is not None]
-    if not usages:
-        return ""
-    used = cpu_medians(usages)
-    ranked = sorted((g for g in (CONSUMER, *GROUPS) if not math.isnan(used[g])), key=used.get)
-    top = ", ".join(f"{g} {_num(100 * used[g], 0)} %" for g in reversed(ranked))
-    return f" The CPUs were {_num(used['machine'], 2)} of {usages[0].cpus} busy; of one CPU: {top}."
-
-
-def _slowest_server(size: SizeResult) -> str:
-    """How much CPU FerretDB, the slowest server, got in the consumer run and in the ceiling."""
-    runs = [r.cpu for r in size.consumer.get("both", []) if r.cpu is not None]
-    raw = [u for u in size.concurrent_cpu if u.cores]
-    if not runs or not raw:
-        return ""
-    consumer, ceiling = cpu_medians(runs), cpu_medians(raw)
-    return (
-        f" FerretDB, which takes the longest per batch, got {_num(100 * consumer['FerretDB'], 0)} "
-        f"% of a CPU in the consumer run against {_num(100 * ceiling['FerretDB'], 0)} % while the "
-        f"raw clients wrote (they used {_num(100 * ceiling[CONSUMER], 0)} %, the consumer "
-        f"{_num(100 * consumer[CONSUMER], 0)} %)."
-    )
-
-
-def _notes(results: Results) -> list[str]:
-    notes = [
-        "- The MongoDB server is FerretDB 1.x on its SQLite backend (the test harness's), "
-        "which is much slower at inserts than a real MongoDB; its ceiling is expected to be "
-        "the smallest, so the shares above are relative to FerretDB, not MongoDB.",
-        "- All servers, the consumer and the benchmark share the machine's CPUs; the consumer "
-        "competes with Kafka, PostgreSQL and FerretDB for them.",
-        "- Throughput window: from the first batch's `ingested_at` to the moment the last "
-        "offsets were seen committed (50 ms polling). Start-up (interpreter, imports, group "
-        "join) is the column beside it.",
-    ]
-    for size in results.sizes:
-        name, smallest = size.smallest_ceiling()
-        notes.append(
-            f"- {size.size:,} records: the serial bound is "
-            f"{_percent(size.serial_bound(), smallest)} % of the smallest ceiling "
-            f"({LABELS.get(name, name)}), and the smallest ceiling is "
-            f"{_num(_ratio(smallest, size.naive_rate), 1)}x the naive consumer. The serial bound "
-            "is what a consumer that reads a batch and then writes it could reach; this consumer "
-            "overlaps the two, so the serial bound does not limit it (see *What bounds each "
-            "result*)."
-        )
-    notes += [
-        f"- {size.size:,} records published at {_num(size.publish.rate)} records/s "
-        "(kafka-python producer, before the runs)."
-        for size in results.sizes
-    ]
-    return _section("Notes", notes)
 
 
 # --- Chart ------------------------------------------------------------------------------------
