@@ -28,7 +28,7 @@ from bench.stored import Percentiles
 from bench.workload import Published
 
 # The consumer's modes and the sinks each writes: "both" is ``python -m quotes_consumer``, the
-# others ``python -m bench.one_sink SINK``, the same service with the other sink a no-op.
+# others ``python -m bench.service --only SINK``, the same service with the other sink a no-op.
 SINKS_OF: dict[str, tuple[str, ...]] = {
     "both": ("postgres", "mongo"),
     "postgres": ("postgres",),

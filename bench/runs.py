@@ -182,9 +182,9 @@ def consumer_run(
     """
     timeout_ms = batch_timeout_ms or ctx.batch_timeout_ms
     result = ConsumerResult(mode, phase or ("rate" if rate else "full"), total, timeout_ms)
-    argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.one_sink", mode]
+    argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.service", "--only", mode]
     if profile_prefix:
-        argv = ["-m", "bench.profiled", str(profile_prefix)]
+        argv = ["-m", "bench.service", "--profile", str(profile_prefix)]
     dlq = ctx.scratch.topic("bench-dlq-", 1)
     child = Child(ctx, f"{result.phase}-{mode}-{total}", argv, topic, dlq, timeout_ms)
     first: list[tuple[float, cpu.Snapshot]] = []  # wall time and CPU at the first commit seen
