@@ -163,8 +163,7 @@ def _say(message: str, run: Run | None = None) -> None:
     if run is not None:
         message += f": {run.throughput:,.0f} records/s, CPU {run.cpu_s:.1f} s, peak RSS "
         message += f"{run.peak_rss_mb:.0f} MB"
-        problems = getattr(run, "problems", None)  # the naive run reports none
-        message += f"; PROBLEMS: {problems}" if problems else ""
+        message += f"; PROBLEMS: {run.problems}" if run.problems else ""
     tqdm.write(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.ceilings import LABELS
 from bench.cpu import CONSUMER, GROUPS, CpuUsage
-from bench.results import SINKS_OF, ConsumerResult, Results, median
+from bench.results import SINKS_OF, Results, Run, median
 from bench.stored import Percentiles
 from bench.workload import INVALID_EVERY
 
@@ -248,7 +248,7 @@ def _quix_mongo(results: Results) -> str:
     )
 
 
-def _big_records_section(results: Results, run: ConsumerResult) -> list[str]:
+def _big_records_section(results: Results, run: Run) -> list[str]:
     return _section(
         "Memory with large records",
         f"{run.records:,} records of about {results.big_record_bytes / 1000:.0f} KB, both "
@@ -260,7 +260,7 @@ def _big_records_section(results: Results, run: ConsumerResult) -> list[str]:
 
 
 def _latency_section(results: Results) -> list[str]:
-    phases: list[tuple[str, list[ConsumerResult]]] = [
+    phases: list[tuple[str, list[Run]]] = [
         (f"{results.rate:,.0f} rec/s", runs) for runs in results.latency.values()
     ]
     phases += [

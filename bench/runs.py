@@ -30,7 +30,7 @@ from typing import Any
 
 from bench import cpu, stored
 from bench.infra import REPO, Context, unique
-from bench.results import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
+from bench.results import SINKS_OF, Run
 from bench.workload import counts, publish
 from native.servers.process import stop_child, tail
 
@@ -136,7 +136,7 @@ class Child:
             what = f"{total} committed records ({desc})"
             return self.wait_until(what, all_committed, timeout_s or 120 + total / 300)
 
-    def stop(self, result: ConsumerResult | QuixResult | None = None) -> int:
+    def stop(self, result: Run | None = None) -> int:
         """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored for 30 s. Its CPU
         time, peak memory and a failed exit go into ``result``."""
         if self.proc.poll() is None:
@@ -173,7 +173,7 @@ def consumer_run(
     batch_timeout_ms: int | None = None,
     profile_prefix: Path | None = None,
     phase: str | None = None,
-) -> ConsumerResult:
+) -> Run:
     """Run the consumer over ``topic`` until all ``total`` records are committed.
 
     With ``rate``, the topic starts empty and the records are published at that rate once the
@@ -181,7 +181,7 @@ def consumer_run(
     the first commit to the last is measured.
     """
     timeout_ms = batch_timeout_ms or ctx.batch_timeout_ms
-    result = ConsumerResult(mode, phase or ("rate" if rate else "full"), total, timeout_ms)
+    result = Run(mode, total, phase or ("rate" if rate else "full"), timeout_ms)
     argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.service", "--only", mode]
     if profile_prefix:
         argv = ["-m", "bench.service", "--profile", str(profile_prefix)]
@@ -224,9 +224,7 @@ def consumer_run(
     return result
 
 
-def quix_run(
-    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float = 0
-) -> QuixResult:
+def quix_run(ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float = 0) -> Run:
     """Quix Streams (``bench/quix_reference.py``) over ``topic`` into a fresh database.
 
     Finished as a consumer run is (Quix commits at each checkpoint, after its sink wrote), then
@@ -234,7 +232,7 @@ def quix_run(
     upserts one document at a time), a run not finished by then is stopped and reported with
     the records committed so far.
     """
-    result = QuixResult(sink, total)
+    result = Run(sink, total)
     state = ctx.logs / unique("quix-state-")
     argv = ["-m", "bench.quix_reference", "--sink", sink, "--state-dir", str(state)]
     child = Child(ctx, f"quix-{sink}-{total}", argv, topic)
@@ -260,7 +258,7 @@ def quix_run(
     return result
 
 
-def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
+def naive_run(ctx: Context, topic: str, limit: int) -> Run:
     """The lab material's per-message consumer (``bench/naive.py``) over the first ``limit``
     records of ``topic``; it times itself, as it commits nothing the bench could watch."""
     child = Child(ctx, f"naive-{limit}", ["-m", "bench.naive", "--limit", str(limit)], topic)
@@ -273,4 +271,5 @@ def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
     if code != 0:
         raise RuntimeError(f"naive consumer failed ({code}):\n{child.tail()}")
     data = child.reported("records")
-    return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
+    timed = {name: data[name] for name in ("seconds", "cpu_s", "peak_rss_mb")}
+    return Run("naive", data["records"], **timed)
