@@ -1,12 +1,9 @@
 """``python -m bench``: measure the consumer against the real servers and write the report.
 
-The plan, per topic size: publish the records once, measure the raw ceilings on them, run the
-consumer in every mode and Quix Streams on them, and the naive reference on their first records;
-then, on fresh topics, the consumer with records published at a fixed rate, Quix Streams' MongoDB
-sink once, the consumer on records of about 60 KB, and one profiled run. Each measurement is
-repeated ``--repeats`` times (modes interleaved, so slow drift of the machine spreads over all of
-them). ``--render latest.json`` rewrites the report and chart from saved measurements, so a
-change to the report does not cost another hour of measuring.
+The plan (which runs, in which order: ``bench/README.md``, *What is measured*) and its options.
+Each measurement is repeated ``--repeats`` times with the modes interleaved, so slow drift of the
+machine spreads over all of them. ``--render latest.json`` rewrites the report and chart from
+saved measurements, so a change to the report does not cost another hour of measuring.
 """
 
 from __future__ import annotations

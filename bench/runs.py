@@ -1,18 +1,10 @@
-"""One run of a program over a topic: the consumer (per mode), Quix Streams, the naive reference.
+"""One run of a program over a topic, as a process of its own: the consumer (per mode),
+Quix Streams, the naive reference. How each runs and when it counts as finished:
+``bench/README.md``, *What is measured*.
 
 Why a process of its own: the consumer ships as ``python -m quotes_consumer`` in a container, so
 that is what is measured (interpreter start, imports, group join, its own GIL), and its CPU time
 and peak memory are what the kernel counted for that process (:mod:`bench.cpu`).
-
-Every run gets a fresh consumer group and fresh databases (the consumer also a fresh dead-letter
-topic), and counts as finished only when the group's committed offsets cover every record of the
-topic, which the consumer does only after PostgreSQL, MongoDB and the dead-letter topic all
-accepted the batch; the stored counts are then checked (every valid record in each active
-database, every invalid one in the dead-letter topic).
-
-Throughput window: from the first batch's ``ingested_at`` (the consumer's clock right after its
-first poll, read back from the database) to the moment the bench saw the last offsets committed
-(polled every 50 ms). Interpreter start-up and the group join are reported apart, as start-up.
 """
 
 from __future__ import annotations
