@@ -129,14 +129,8 @@ def _documents(quotes: list[Quote]) -> Documents:
 
 
 def _concurrent(ctx: Context, batches: Iterator[list[Quote]]) -> tuple[float, CpuUsage]:
-    """Both databases at once, the way the consumer writes them.
-
-    Batches are prepared (the INSERT's parameter and the documents) a chunk at a time outside
-    the timed region; then one thread writes the chunk's batches to PostgreSQL (one transaction
-    each) while the other writes the same batches to FerretDB (one unordered insert_many each),
-    and the wall time until both finished is what counts. The CPU use of the same stretches
-    comes with it, the bench's process counted as the client.
-    """
+    """Both databases at once, a thread each, a chunk of batches at a time (prepared outside the
+    timed region); the wall time until both finished counts, with the CPU use of those stretches."""
     per_chunk = max(1, CONCURRENT_CHUNK_RECORDS // ctx.batch_size)
 
     def prepared() -> Iterator[tuple[tuple[list[tuple[str]], list[Documents]], int]]:

@@ -151,6 +151,13 @@ class Child:
                 return found
         raise RuntimeError(f"{self.argv[2]} printed no {key}:\n{self.tail()}")
 
+    def timed(self, result: Run, first: float, done_at: float) -> Run:
+        """The run's window, from its first record to ``done_at``, and start-up before it; its
+        databases are dropped (a 1M run leaves ~1 GB in FerretDB's files)."""
+        result.seconds, result.startup_s = done_at - first, first - self.started_at
+        self.ctx.scratch.release_databases()
+        return result
+
     def tail(self) -> str:
         return tail(self.log_path, lines=25)
 
@@ -210,10 +217,7 @@ def consumer_run(
     dead = ctx.scratch.end_offsets(dlq, 1)
     if dead != invalid:
         result.problems.append(f"dead-letter topic: {dead} records, {invalid} expected")
-    result.seconds = done_at - min(firsts)
-    result.startup_s = min(firsts) - child.started_at
-    ctx.scratch.release_databases()  # a 1M run leaves ~1 GB in FerretDB's files
-    return result
+    return child.timed(result, min(firsts), done_at)
 
 
 def quix_run(ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float = 0) -> Run:
@@ -244,10 +248,7 @@ def quix_run(ctx: Context, topic: str, total: int, sink: str, *, timeout_s: floa
     valid, _ = counts(total)
     if result.finished and stored_count != valid:
         result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
-    result.seconds = done_at - first
-    result.startup_s = first - child.started_at
-    ctx.scratch.release_databases()
-    return result
+    return child.timed(result, first, done_at)
 
 
 def naive_run(ctx: Context, topic: str, limit: int) -> Run:
