@@ -1,17 +1,10 @@
-"""Raw ceilings: what each server takes on this machine with no consumer in between.
+"""Raw ceilings: what each server takes on this machine with no consumer in between. Which
+ceilings, and how each is made: ``bench/README.md``, *What is measured*.
 
-Why: "records per second" says little alone on a 2-core machine that also runs Kafka,
-PostgreSQL and FerretDB. Each ceiling runs one client against one server, with the consumer's
-own batch size and the consumer's exact rows and documents. The smallest ceiling bounds the
-pipeline even if it overlapped its three jobs (read, write PostgreSQL, write MongoDB) perfectly
-and added no cost of its own; the consumer, which reads a batch and then writes both databases
-at once, is bounded lower still, by 1 / (1/kafka + 1/min(postgres, mongo)). Only the server
-call is timed; preparing rows and documents is not.
-
-The isolated ceilings overstate what the two databases take together: on 2 cores, PostgreSQL,
-FerretDB and their clients compete for the same CPUs. So one more ceiling writes both at once,
-as the consumer does: one process, two threads, each database's client in its own thread, the
-same batches. That is the limit a consumer writing both databases can approach.
+Why the consumer's own batch size, rows and documents, with only the server call timed: a
+ceiling is then the most the consumer could get from that server, not a different workload's
+figure. Why a concurrent ceiling too: on 2 cores the two databases and their clients compete for
+the same CPUs, so the isolated ceilings overstate what both take together.
 """
 
 from __future__ import annotations
@@ -136,14 +129,8 @@ def _documents(quotes: list[Quote]) -> Documents:
 
 
 def _concurrent(ctx: Context, batches: Iterator[list[Quote]]) -> tuple[float, CpuUsage]:
-    """Both databases at once, the way the consumer writes them.
-
-    Batches are prepared (the INSERT's parameter and the documents) a chunk at a time outside
-    the timed region; then one thread writes the chunk's batches to PostgreSQL (one transaction
-    each) while the other writes the same batches to FerretDB (one unordered insert_many each),
-    and the wall time until both finished is what counts. The CPU use of the same stretches
-    comes with it, the bench's process counted as the client.
-    """
+    """Both databases at once, a thread each, a chunk of batches at a time (prepared outside the
+    timed region); the wall time until both finished counts, with the CPU use of those stretches."""
     per_chunk = max(1, CONCURRENT_CHUNK_RECORDS // ctx.batch_size)
 
     def prepared() -> Iterator[tuple[tuple[list[tuple[str]], list[Documents]], int]]:

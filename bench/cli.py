@@ -1,12 +1,9 @@
 """``python -m bench``: measure the consumer against the real servers and write the report.
 
-The plan, per topic size: publish the records once, measure the raw ceilings on them, run the
-consumer in every mode and Quix Streams on them, and the naive reference on their first records;
-then, on fresh topics, the consumer with records published at a fixed rate, Quix Streams' MongoDB
-sink once, the consumer on records of about 60 KB, and one profiled run. Each measurement is
-repeated ``--repeats`` times (modes interleaved, so slow drift of the machine spreads over all of
-them). ``--render latest.json`` rewrites the report and chart from saved measurements, so a
-change to the report does not cost another hour of measuring.
+The plan (which runs, in which order: ``bench/README.md``, *What is measured*) and its options.
+Each measurement is repeated ``--repeats`` times with the modes interleaved, so slow drift of the
+machine spreads over all of them. ``--render latest.json`` rewrites the report and chart from
+saved measurements, so a change to the report does not cost another hour of measuring.
 """
 
 from __future__ import annotations
@@ -30,9 +27,12 @@ from bench.runs import consumer_run, naive_run, quix_run
 from bench.workload import (
     BIG_RECORD_BYTES,
     CONSUMER_DEFAULTS,
+    Published,
+    Source,
     big_values,
     check_classification,
     publish,
+    values,
 )
 
 PROFILE_MAX_SIZE = 100_000
@@ -68,18 +68,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         add("--" + name.replace("_", "-"), type=kind, nargs="*" if many else None, help=text)
     add("--modes", nargs="+", choices=list(SINKS_OF), help="default: all three")
     add("--rate", type=float, default=1000.0, help="records/s, latency phase")
-    add(
-        "--batch-size",
-        type=int,
-        default=int(CONSUMER_DEFAULTS["CONSUMER_BATCH_SIZE"]),
-        help="CONSUMER_BATCH_SIZE, also the ceilings' batch size (default: the consumer's)",
-    )
-    add(
-        "--batch-timeout-ms",
-        type=int,
-        default=int(CONSUMER_DEFAULTS["CONSUMER_BATCH_TIMEOUT_MS"]),
-        help="CONSUMER_BATCH_TIMEOUT_MS (default: the consumer's)",
-    )
+    for setting, also in (
+        ("BATCH_SIZE", ", also the ceilings' batch size"),
+        ("BATCH_TIMEOUT_MS", ""),
+    ):
+        default = int(CONSUMER_DEFAULTS[f"CONSUMER_{setting}"])
+        text = f"CONSUMER_{setting}{also} (default: the consumer's)"
+        add("--" + setting.lower().replace("_", "-"), type=int, default=default, help=text)
     add("--no-profile", action="store_true", help="skip the pyinstrument run")
     add("--out", type=Path, default=RESULTS_DIR, help="report directory")
     add("--no-progress", action="store_true", help="no progress bars")
@@ -150,8 +145,7 @@ def run(args: argparse.Namespace, command: str) -> Results:
             results.sizes.append(_measure_size(ctx, args, size, size == profile_size, results))
             scratch.release_kafka()  # a 1M topic is ~300 MB; do not keep it for the next size
         _measure_latency(ctx, args, results)
-        _measure_quix_mongo(ctx, args, results)
-        _measure_big_records(ctx, args, results)
+        _measure_once(ctx, args, results)
     results.finished = datetime.now(UTC)
     results.environment["load average at end"] = _load_average()
     return results
@@ -168,17 +162,14 @@ def _say(message: str, run: Run | None = None) -> None:
     if run is not None:
         message += f": {run.throughput:,.0f} records/s, CPU {run.cpu_s:.1f} s, peak RSS "
         message += f"{run.peak_rss_mb:.0f} MB"
-        problems = getattr(run, "problems", None)  # the naive run reports none
-        message += f"; PROBLEMS: {problems}" if problems else ""
+        message += f"; PROBLEMS: {run.problems}" if run.problems else ""
     tqdm.write(f"[bench {datetime.now():%H:%M:%S}] {message}", file=sys.stderr)
 
 
 def _measure_size(
     ctx: Context, args: argparse.Namespace, size: int, profile: bool, results: Results
 ) -> SizeResult:
-    topic = ctx.scratch.topic(f"bench-{size}-", ctx.partitions)
-    with ctx.bar(size, f"publish {size:,}") as bar:
-        published = publish(ctx.endpoints.kafka, topic, size, ctx.partitions, progress=bar)
+    topic, published = _loaded_topic(ctx, f"bench-{size}-", size)
     if ctx.scratch.end_offsets(topic, ctx.partitions) != size:
         raise BenchError(f"topic {topic} does not hold the {size} records just published")
     _say(f"{size:,} records published at {published.rate:,.0f}/s to {topic}")
@@ -188,12 +179,8 @@ def _measure_size(
         for name, value in found.items():
             result.ceilings.setdefault(name, []).append(value)
         result.concurrent_cpu.append(usage)
-        _say(
-            f"{size:,} ceilings {repeat}/{args.repeats}: Kafka {found['kafka']:,.0f}, "
-            f"PostgreSQL {found['postgres']:,.0f} (execute_values "
-            f"{found['postgres_values']:,.0f}), MongoDB {found['mongo']:,.0f}, "
-            f"both at once {found['concurrent']:,.0f} records/s"
-        )
+        rates = ", ".join(f"{ceilings.LABELS[name]} {value:,.0f}" for name, value in found.items())
+        _say(f"{size:,} ceilings {repeat}/{args.repeats}, records/s: {rates}")
     for repeat in range(1, args.repeats + 1):
         for mode in args.modes:
             run = consumer_run(ctx, topic, size, mode)
@@ -214,11 +201,7 @@ def _measure_size(
 
 
 def _measure_latency(ctx: Context, args: argparse.Namespace, results: Results) -> None:
-    """Fixed-rate runs on fresh topics: the default settings per mode, then other timeouts.
-
-    At a low rate a batch closes on its timeout, not on its size, so the timeout bounds how
-    long a record waits before its write; the other timeouts show what the setting buys.
-    """
+    """Fixed-rate runs on fresh topics: the default settings per mode, then other timeouts."""
     total = int(args.rate * args.rate_seconds)
     variants = [(mode, args.batch_timeout_ms) for mode in (["both"] if args.quick else args.modes)]
     variants += [
@@ -236,28 +219,29 @@ def _measure_latency(ctx: Context, args: argparse.Namespace, results: Results) -
             _say(f"{args.rate:,.0f}/s {label} {repeat}/{args.repeats}, p99 {worst:,.0f} ms", run)
 
 
-def _measure_quix_mongo(ctx: Context, args: argparse.Namespace, results: Results) -> None:
-    """Quix Streams' MongoDBSink once, on a small topic of its own, bounded in time: it upserts
-    one document at a time, which FerretDB runs at tens of documents per second."""
-    total = args.quix_mongo_records
-    if total <= 0:
-        return
-    topic = ctx.scratch.topic("bench-quix-mongo-", ctx.partitions)
-    publish(ctx.endpoints.kafka, topic, total, ctx.partitions)
-    results.quix_mongo = quix_run(ctx, topic, total, "mongo", timeout_s=60 + total / 10)
-    _say(f"Quix Streams MongoDBSink, {total:,} records", results.quix_mongo)
+def _measure_once(ctx: Context, args: argparse.Namespace, results: Results) -> None:
+    """Quix Streams' MongoDBSink (bounded in time) and the memory run, each once on a topic of
+    its own; why: ``bench/README.md``, *What is measured*."""
+    if (total := args.quix_mongo_records) > 0:
+        topic, _ = _loaded_topic(ctx, "bench-quix-mongo-", total)
+        results.quix_mongo = quix_run(ctx, topic, total, "mongo", timeout_s=60 + total / 10)
+        _say(f"Quix Streams MongoDBSink, {total:,} records", results.quix_mongo)
+    if (total := args.big_records) > 0:
+        topic, _ = _loaded_topic(ctx, "bench-big-", total, big_values)
+        results.big_records = consumer_run(ctx, topic, total, "both", phase="big")
+        results.big_record_bytes = BIG_RECORD_BYTES
+        _say(
+            f"{total:,} records of ~{BIG_RECORD_BYTES // 1000} KB, both sinks", results.big_records
+        )
 
 
-def _measure_big_records(ctx: Context, args: argparse.Namespace, results: Results) -> None:
-    """The consumer (both sinks, every setting at its default) over records of about 60 KB,
-    for issue 8's memory bound: a batch is capped at CONSUMER_BATCH_MAX_BYTES as well as at
-    CONSUMER_BATCH_SIZE records, so 500 such records (30 MB) never sit in one batch."""
-    total = args.big_records
-    if total <= 0:
-        return
-    topic = ctx.scratch.topic("bench-big-", ctx.partitions)
-    with ctx.bar(total, f"publish {total:,} records of ~60 KB") as bar:
-        publish(ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=big_values)
-    results.big_records = consumer_run(ctx, topic, total, "both", phase="big")
-    results.big_record_bytes = BIG_RECORD_BYTES
-    _say(f"{total:,} records of ~{BIG_RECORD_BYTES // 1000} KB, both sinks", results.big_records)
+def _loaded_topic(
+    ctx: Context, prefix: str, total: int, source: Source = values
+) -> tuple[str, Published]:
+    """A fresh topic, pre-loaded with ``total`` records."""
+    topic = ctx.scratch.topic(prefix, ctx.partitions)
+    with ctx.bar(total, f"publish {total:,} ({prefix.strip('-')})") as bar:
+        published = publish(
+            ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=source
+        )
+    return topic, published

@@ -1,16 +1,10 @@
 """What the kernel counted: a process's CPU time and peak memory, and where the CPUs went
-during a run (the consumer, each server, and the machine as a whole).
+during a run (what is counted: ``bench/README.md``, *Where the CPUs went*).
 
 Why the kernel's accounting (``/proc``): the consumer is measured as it ships, a process of its
-own, so its cost is read from outside rather than estimated from inside. And on this 2-core
-machine the consumer, Kafka, PostgreSQL and FerretDB compete for the same
-CPUs, so a rate alone does not say what bounds it. Summing each process tree's user and system
-time (``/proc/<pid>/stat``) at both ends of a run's window says who used the CPUs, and
-``/proc/stat`` how busy they were in all. The servers are found by the harness's pid files; a
-server the harness did not start (one already listening) is left out, and said so.
-
-The window is short for small topics (a 10k-record run takes about a second) and the kernel
-counts CPU time in ticks of 10 ms, so a window under :data:`MIN_WINDOW_S` is not measured.
+own, so its cost is read from outside rather than estimated from inside; and on 2 cores a rate
+alone does not say which process bounds it. Why :data:`MIN_WINDOW_S`: the kernel counts CPU time
+in ticks of 10 ms, too coarse for the second-long windows of small topics.
 """
 
 from __future__ import annotations

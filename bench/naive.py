@@ -1,16 +1,12 @@
-"""The reference consumer, written the way the original lab material did it.
-
+"""The reference consumer, written the way the original lab material did it:
 ``python -m bench.naive --limit N``, configured by the consumer's own environment variables
-(topic, group, servers, databases: :mod:`quotes_consumer.settings`): kafka-python with
-auto-commit, iterating message by message, and per message one ``INSERT`` + ``conn.commit()`` and
-one ``insert_one``. It exists to put the batched consumer's throughput in proportion, so it keeps
-the per-message I/O pattern and nothing else: the rows and documents are the very ones the real
-consumer writes (built with the same transform), into the same schema, so the ratio measures
-batching, not different data. Invalid records are skipped, as the lab material had no
-dead-letter topic.
+(:mod:`quotes_consumer.settings`). What it does: ``bench/README.md``, *What is measured*.
 
-Prints one JSON line: records handled, seconds from the first message to the last write, and
-its own CPU seconds and peak RSS.
+Why it builds the very rows and documents the real consumer writes (same transform, same schema):
+the ratio to it should measure batching, not different data.
+
+Prints one JSON line for the bench (:meth:`bench.runs.Child.reported`): records handled, seconds
+from the first message to the last write, and its own CPU seconds and peak RSS.
 """
 
 from __future__ import annotations

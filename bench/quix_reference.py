@@ -1,18 +1,11 @@
 """The peer reference: Quix Streams 3.28 reading the bench's topic into one of its own sinks.
-
 ``python -m bench.quix_reference --sink postgres|mongo --state-dir S``, configured by the
-consumer's own environment variables (topic, group, servers; the database is ``POSTGRES_DB`` or
-``MONGO_DB``).
+consumer's own environment variables (the database is ``POSTGRES_DB`` or ``MONGO_DB``). How it
+is set up and why nothing is tuned: ``bench/README.md``, *What is measured*.
 
-Why a peer: a ceiling says what the servers allow, the naive consumer what no batching costs;
-a maintained streaming library says what an ordinary, well-built alternative achieves on the
-same topic, servers and machine. It runs as Quix documents it, nothing tuned: an ``Application``
-with at-least-once processing and its default commit interval (5 s), and its own sink, which
-writes a batch at each checkpoint. Each record goes through the consumer's own ``transform``, so
-the sink gets the consumer's rows and documents as far as it accepts them; invalid records are
-dropped, as Quix has no dead-letter topic. ``PostgreSQLSink`` creates its own table (columns
-typed from the values, plus its ``timestamp`` column) and leaves ``None`` values out;
-``MongoDBSink`` upserts each document by ``_id``.
+Why a peer: a ceiling says what the servers allow, the naive consumer what no batching costs; a
+maintained streaming library says what an ordinary, well-built alternative achieves on the same
+topic, servers and machine.
 
 The first record's wall-clock time is printed as a JSON line (``{"first_record_at": ...}``): the
 start of the throughput window, as the consumer's first ``ingested_at`` is for the consumer.

@@ -14,22 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceilings import LABELS
-from bench.cpu import CONSUMER, GROUPS, MIN_WINDOW_S, CpuUsage
-from bench.results import SINKS_OF, ConsumerResult, Results, SizeResult, median
+from bench.cpu import CONSUMER, GROUPS, CpuUsage
+from bench.results import SINKS_OF, Results, Run, median
 from bench.stored import Percentiles
-from bench.workload import CONSUMER_DEFAULTS, INVALID_EVERY, MAX_RECORD_BYTES
+from bench.workload import INVALID_EVERY
 
 QUIX_COMMIT_INTERVAL_S = 5.0  # Quix Streams 3.28's Application default, which the bench keeps
 
-# The targets, the one place they are set: issue 11's, then the ones kept from earlier issues.
-TARGET_CONCURRENT_SHARE = 0.85  # consumer, both sinks / concurrent raw-write ceiling
-TARGET_X_QUIX = 2.0  # consumer, PostgreSQL only / Quix Streams PostgreSQLSink
-TARGET_P50_MS = 15.0
-TARGET_P99_MS = 100.0
-TARGET_RSS_MB = 150.0
-TARGET_1M_DRIFT = 0.15
-TARGET_X_NAIVE = 20.0
-TARGET_CEILING_SHARE = 0.70
 NOT_MEASURED = "not measured"
 
 
@@ -60,11 +51,28 @@ def _percentiles(values: Sequence[Percentiles]) -> Percentiles:
     return Percentiles(_of(values, "p50"), _of(values, "p95"), _of(values, "p99"))
 
 
-def _table(head: str, align: str, rows: Iterable[Sequence[str]]) -> list[str]:
-    """A Markdown table under the header line ``head``; ``align`` has an ``l`` or an ``r`` per
-    column."""
-    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align)
-    return [head, rule, *("| " + " | ".join(cells) + " |" for cells in rows)]
+def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A Markdown table; a column whose name ends in ``:`` is right-aligned, as ``---:`` is."""
+    names = [c.removesuffix(":") for c in columns]
+    rule = "|" + "".join("---:|" if c.endswith(":") else "---|" for c in columns)
+    return [_row(names), rule, *map(_row, rows)]
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _section(title: str, *blocks: str | list[str]) -> list[str]:
+    """A ``##`` section: the title, then each block (a paragraph or a table's lines), each
+    followed by a blank line."""
+    lines = [f"## {title}", ""]
+    for block in blocks:
+        lines += [block, ""] if isinstance(block, str) else [*block, ""]
+    return lines
+
+
+def _percent(value: float, reference: float, digits: int = 0) -> str:
+    return _num(100 * _ratio(value, reference), digits)
 
 
 # --- Markdown ---------------------------------------------------------------------------------
@@ -78,14 +86,14 @@ def markdown(results: Results) -> str:
         "",
         "| | |",
         "|---|---|",
-        *(f"| {name} | {value} |" for name, value in results.environment.items()),
+        *(_row([name, value]) for name, value in results.environment.items()),
         "",
         f"Consumer settings: `CONSUMER_BATCH_SIZE={results.batch_size}`, "
         f"`CONSUMER_BATCH_TIMEOUT_MS={results.batch_timeout_ms}` (the `.env.example` values "
         f"unless overridden), {results.partitions} partitions, "
         f"{100 / INVALID_EVERY:.0f} % invalid records. Each figure is the **median of "
-        f"{results.repeats} run(s)**, min-max in brackets; every run starts from a fresh "
-        "consumer group, dead-letter topic, PostgreSQL database and MongoDB database.",
+        f"{results.repeats} run(s)**, min-max in brackets. How each run is made and what each "
+        "figure means: `bench/README.md`, *What is measured* and *Reading the report*.",
         "",
     ]
     for section in (
@@ -96,13 +104,12 @@ def markdown(results: Results) -> str:
         _targets_section,
         _profile_section,
         _bounds_section,
-        _notes,
     ):
         lines += section(results)
     if results.finished is not None:
         minutes = (results.finished - results.started).total_seconds() / 60
-        lines += ["", f"Benchmark wall time: {minutes:.1f} min."]
-    return "\n".join(lines) + "\n"
+        lines.append(f"Benchmark wall time: {minutes:.1f} min.")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _throughput_section(results: Results) -> list[str]:
@@ -121,8 +128,8 @@ def _throughput_section(results: Results) -> list[str]:
                     _num(cpu / size.size * 1e6, 0),
                     _num(_of(runs, "peak_rss_mb"), 1),
                     _num(_ratio(rate, size.naive_rate), 1),
-                    f"{_num(100 * _ratio(rate, size.smallest_ceiling(mode)[1]), 0)} %",
-                    f"{_num(100 * _ratio(rate, size.serial_bound(mode)), 0)} %",
+                    f"{_percent(rate, size.smallest_ceiling(mode)[1])} %",
+                    f"{_percent(rate, size.serial_bound(mode))} %",
                 ]
             )
     labelled = [
@@ -135,24 +142,16 @@ def _throughput_section(results: Results) -> list[str]:
         "every run stored every valid record in each active database and dead-lettered every "
         "invalid one (Quix Streams, which has no dead-letter topic: stored every valid record)."
     )
-    head = (
-        "| records | mode | records/s | run s | start-up s | CPU s | CPU ms per 1k rec "
-        "| peak RSS MB | x naive | share of smallest ceiling | share of serial bound |"
-    )
-    return [
-        "## Throughput at full speed (pre-loaded topic, until every offset is committed)",
-        "",
-        *_table(head, "rlrrrrrrrrr", rows),
-        "",
+    columns = ["records:", "mode", "records/s:", "run s:", "start-up s:", "CPU s:"]
+    columns += ["CPU ms per 1k rec:", "peak RSS MB:", "x naive:", "share of smallest ceiling:"]
+    return _section(
+        "Throughput at full speed (pre-loaded topic, until every offset is committed)",
+        _table([*columns, "share of serial bound:"], rows),
         "Completeness check: " + ("; ".join(problems) if problems else complete),
-        "",
-        "CPU s and peak RSS are the consumer process's own (`/proc/<pid>/stat` utime+stime, "
-        "`/proc/<pid>/status` VmHWM), start-up included. Modes `postgres` and `mongo` run the "
-        "same consumer with the other sink replaced by a no-op (`python -m bench.one_sink`). "
-        "The ceiling and serial-bound shares of a mode count only the servers it uses (Kafka "
-        "and its sinks; see the next section).",
-        "",
-    ]
+        "Published before the runs (kafka-python producer): "
+        + "; ".join(f"{s.size:,} at {_num(s.publish.rate)} records/s" for s in results.sizes)
+        + ".",
+    )
 
 
 def cpu_medians(usages: Sequence[CpuUsage]) -> dict[str, float]:
@@ -187,22 +186,11 @@ def _cpu_section(results: Results) -> list[str]:
             row(size.size, "raw, both databases at once", rate, size.concurrent_cpu)
     if not rows:
         return []
-    head = "| records | run | records/s | CPUs busy | consumer (or raw clients) | "
-    head += " | ".join(GROUPS) + " |"
-    return [
-        "## Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
-        "",
-        *_table(head, "rlrr" + "r" * (1 + len(GROUPS)), rows),
-        "",
-        "A consumer run: from the first commit to the last. The concurrent ceiling: its timed "
-        "server calls only, the bench's process counted as the raw clients. *CPUs busy*: "
-        "`/proc/stat`, every process on the machine. Each process: its share of one CPU, and "
-        "in brackets its CPU time per record (user + system of its whole process tree, "
-        "`/proc/<pid>/stat`; PostgreSQL counts the postmaster and every backend, including the "
-        "bench's own short queries). A server the harness did not start itself is not counted; "
-        f"runs shorter than {MIN_WINDOW_S:.0f} s are not measured.",
-        "",
-    ]
+    columns = ["records:", "run", "records/s:", "CPUs busy:", "consumer (or raw clients):"]
+    return _section(
+        "Where the CPUs went (the same full-speed runs, and the concurrent ceiling)",
+        _table(columns + [f"{group}:" for group in GROUPS], rows),
+    )
 
 
 def _reference_section(results: Results) -> list[str]:
@@ -224,46 +212,24 @@ def _reference_section(results: Results) -> list[str]:
                 f"{_with_range(naive)} over {size.naive_limit:,} records",
             ]
         )
-    head = (
-        "| records | Kafka read | PostgreSQL, the consumer's INSERT | PostgreSQL execute_values "
-        "| MongoDB insert_many | both databases at once | smallest isolated | serial bound "
-        "| Quix Streams PostgreSQLSink | naive consumer |"
+    columns = ["records", "Kafka read", "PostgreSQL, the consumer's INSERT"]
+    columns += ["PostgreSQL execute_values", "MongoDB insert_many", "both databases at once"]
+    columns += ["smallest isolated", "serial bound", "Quix Streams PostgreSQLSink"]
+    columns += ["naive consumer"]
+    section = _section(
+        "References: raw ceilings, a peer and the naive consumer (records/s)",
+        _table([f"{name}:" for name in columns], rows),
+        _quix_mongo(results),
     )
-    return [
-        "## References: raw ceilings, a peer and the naive consumer (records/s)",
-        "",
-        *_table(head, "r" * 10, rows),
-        "",
-        "Ceilings: the consumer's batch size and its exact rows and documents; only the server "
-        "calls are timed. *PostgreSQL* and *MongoDB*: one client, one server, alone. "
-        "*The consumer's INSERT* sends a batch as one JSON parameter that `json_to_recordset` "
-        "turns into rows; *execute_values* sends the same rows as a multi-row `VALUES` list "
-        "(what the consumer did before, and what the issue's first measurement used); it does "
-        "not bound the consumer and is not counted as a ceiling. *Both "
-        "databases at once*: one process, two threads, the consumer's INSERT into PostgreSQL "
-        "in one and `insert_many` into FerretDB in the other, the same batches, timed until both "
-        "finished: what a consumer that writes both databases can approach on this machine, "
-        "where the two servers and their clients share the CPUs. *Serial bound* = 1 / "
-        "(1/Kafka + 1/min(PostgreSQL, MongoDB)): the best a consumer can do that reads a batch, "
-        "then writes both databases, without overlapping the two. *Quix Streams* 3.28.1 "
-        "(`bench/quix_reference.py`): an `Application` with at-least-once processing, its "
-        "default commit interval, a fresh group from the earliest offset, each record through "
-        "the consumer's own validation (invalid ones dropped: it has no dead-letter topic), "
-        "into its `PostgreSQLSink` (a table of its own in a "
-        "fresh database); finished as the consumer is, when every offset is committed, and its "
-        "rows counted. The naive consumer (lab material style: auto-commit, per message one "
-        "INSERT + commit and one insert_one) runs over the first records of the same topic; its "
-        "rate does not depend on the topic size.",
-        "",
-        *_quix_mongo_lines(results),
-        *_big_record_lines(results),
-    ]
+    if results.big_records is None:
+        return [*section, f"Memory with ~60 KB records: {NOT_MEASURED}.", ""]
+    return section + _big_records_section(results, results.big_records)
 
 
-def _quix_mongo_lines(results: Results) -> list[str]:
+def _quix_mongo(results: Results) -> str:
     run = results.quix_mongo
     if run is None:
-        return ["Quix Streams MongoDBSink: not measured.", ""]
+        return "Quix Streams MongoDBSink: not measured."
     outcome = (
         f"{run.records:,} records in {_num(run.seconds, 1)} s"
         if run.finished
@@ -276,39 +242,25 @@ def _quix_mongo_lines(results: Results) -> list[str]:
             f" At that rate the {largest:,}-record topic would take "
             f"{largest / run.throughput / 60:,.1f} min (an extrapolation, not a run)."
         )
-    return [
+    return (
         "Quix Streams MongoDBSink, measured once on a topic of its own: "
-        f"**{_num(run.throughput, 1)} records/s** ({outcome}).{problems} It upserts each document "
-        "(`UpdateOne(..., upsert=True)`, one update operation per record in a `bulk_write`) "
-        "instead of inserting the batch; it is reported for completeness and not tuned for "
-        "(matching on `_id` is the only setting given, as its default matches on the Kafka "
-        "key, which these records do not have).",
-        "",
-    ]
+        f"**{_num(run.throughput, 1)} records/s** ({outcome}).{problems}"
+    )
 
 
-def _big_record_lines(results: Results) -> list[str]:
-    run = results.big_records
-    if run is None:
-        return [f"Memory with ~60 KB records: {NOT_MEASURED}.", ""]
-    return [
-        "## Memory with large records",
-        "",
-        f"{run.records:,} records of about {results.big_record_bytes / 1000:.0f} KB (a long "
-        "quote, stored in both databases; 2 % invalid as everywhere), pre-loaded, consumed "
-        "with both sinks and every setting at its default (`CONSUMER_BATCH_SIZE="
-        f"{results.batch_size}`, `CONSUMER_BATCH_MAX_BYTES` at the consumer's default, "
-        f"`CONSUMER_MAX_RECORD_BYTES={MAX_RECORD_BYTES}`): "
-        f"**peak RSS {_num(run.peak_rss_mb, 1)} MB**, {_num(run.throughput)} records/s, "
-        f"CPU {_num(run.cpu_s, 1)} s"
+def _big_records_section(results: Results, run: Run) -> list[str]:
+    return _section(
+        "Memory with large records",
+        f"{run.records:,} records of about {results.big_record_bytes / 1000:.0f} KB, both "
+        f"sinks, every setting at its default: **peak RSS {_num(run.peak_rss_mb, 1)} MB**, "
+        f"{_num(run.throughput)} records/s, CPU {_num(run.cpu_s, 1)} s"
         + (f"; problems: {'; '.join(run.problems)}" if run.problems else "; every record stored")
         + ".",
-        "",
-    ]
+    )
 
 
 def _latency_section(results: Results) -> list[str]:
-    phases: list[tuple[str, list[ConsumerResult]]] = [
+    phases: list[tuple[str, list[Run]]] = [
         (f"{results.rate:,.0f} rec/s", runs) for runs in results.latency.values()
     ]
     phases += [
@@ -326,60 +278,79 @@ def _latency_section(results: Results) -> list[str]:
                 + [_num(value) for value in (kafka.p50, kafka.p95, kafka.p99, poll.p50, poll.p99)]
                 + [_num(_of(runs, "cpu_s"), 2), _num(_of(runs, "peak_rss_mb"), 1)]
             )
-    head = (
-        "| phase | mode | batch timeout ms | sink | p50 | p95 | p99 | poll-to-write p50 "
-        "| poll-to-write p99 | consumer CPU s | peak RSS MB |"
+    columns = ["phase", "mode", "batch timeout ms:", "sink", "p50:", "p95:", "p99:"]
+    columns += ["poll-to-write p50:", "poll-to-write p99:", "consumer CPU s:", "peak RSS MB:"]
+    return _section(
+        "Latency, Kafka record timestamp to database write (ms)",
+        _table(columns, rows),
     )
-    return [
-        "## Latency, Kafka record timestamp to database write (ms)",
-        "",
-        *_table(head, "llrlrrrrrrr", rows),
-        "",
-        "Latency is `written_at - kafka_timestamp` per row (PostgreSQL, computed by "
-        "`percentile_cont`) and `written_at - kafka.timestamp` per document (MongoDB), over "
-        "every record; `written_at` is when the batch's write began. *Poll-to-write* is "
-        "`written_at - ingested_at`, the consumer's own share after a batch was polled. At "
-        "full speed the topic was loaded before the consumer started, so the Kafka-based "
-        "figure mostly measures how long a record waited in the backlog, not the consumer.",
-        "",
-    ]
 
 
 # --- Targets ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class Bound:
+    """A target's threshold: at least (or at most) ``limit``, shown as ``text`` with the limit
+    in its ``{}``."""
+
+    limit: float
+    at_least: bool
+    text: str
+
+    def __str__(self) -> str:
+        return self.text.format(self.limit)
+
+    def score(self, value: float) -> float:
+        """measured/threshold, oriented so that 1 or more is met; nan when not measured."""
+        if self.at_least:
+            return value / self.limit
+        return self.limit / value if value > 0 else math.inf if value == 0 else math.nan
+
+
+# The targets, the one place they are set: issue 11's, then the ones kept from earlier issues.
+CONCURRENT_SHARE = Bound(0.85, True, ">= {:.0%}")  # both sinks / concurrent raw-write ceiling
+X_QUIX = Bound(2.0, True, ">= {:.0f}x")  # PostgreSQL only / Quix Streams PostgreSQLSink
+P50_MS = Bound(15.0, False, "<= {:.0f} ms")
+P99_MS = Bound(100.0, False, "<= {:.0f} ms")
+RSS_MB = Bound(150.0, False, "<= {:.0f} MB")
+DRIFT_1M = Bound(0.15, False, "within {:.0%}")  # 1M records vs 100k, both sinks
+X_NAIVE = Bound(20.0, True, ">= {:.0f}x")
+CEILING_SHARE = Bound(0.70, True, ">= {:.0%}")  # both sinks / smallest isolated ceiling
+
+
+@dataclass(frozen=True)
 class Target:
-    """One row of the targets table; ``score`` is measured/threshold oriented so >= 1 is met."""
+    """One row of the targets table, and one bar of the chart (labelled ``short``)."""
 
     name: str
-    threshold: str
+    bound: Bound
+    value: float  # nan: not measured
     measured: str
     reference: str
-    score: float  # nan: not measured
-    short: str  # the chart's label
+    short: str
+
+    @property
+    def score(self) -> float:
+        return self.bound.score(self.value)
 
     @property
     def met(self) -> bool | None:
         return None if math.isnan(self.score) else self.score >= 1.0
 
 
-def _at_most(limit: float, value: float) -> float:
-    return limit / value if value > 0 else math.nan
-
-
 def targets(results: Results) -> list[Target]:
-    found: list[Target] = []
+    found = []
     for size in results.sizes:
         both, concurrent = size.median_throughput("both"), size.median_ceiling("concurrent")
         share = _ratio(both, concurrent)
         found.append(
             Target(
                 f"{size.size:,}: both databases vs the concurrent raw ceiling",
-                f">= {TARGET_CONCURRENT_SHARE:.0%}",
+                CONCURRENT_SHARE,
+                share,
                 f"{_num(100 * share)} % ({_num(both)} rec/s)",
                 f"both databases at once, raw: {_rate(concurrent)}",
-                share / TARGET_CONCURRENT_SHARE,
                 f"{_short(size.size)} both /\nconcurrent ceiling",
             )
         )
@@ -389,15 +360,15 @@ def targets(results: Results) -> list[Target]:
         found.append(
             Target(
                 f"{size.size:,}: PostgreSQL only vs Quix Streams",
-                f">= {TARGET_X_QUIX:.0f}x",
+                X_QUIX,
+                x_quix,
                 f"{_num(x_quix, 2)}x ({_num(postgres)} rec/s)",
                 f"Quix Streams 3.28.1 PostgreSQLSink: {_rate(size.quix_rate)}",
-                x_quix / TARGET_X_QUIX,
                 f"{_short(size.size)} postgres /\nQuix",
             )
         )
     default = results.default_latency()
-    for name, limit in (("p50", TARGET_P50_MS), ("p99", TARGET_P99_MS)):
+    for name, bound in (("p50", P50_MS), ("p99", P99_MS)):
         value = math.nan
         label = "no fixed-rate run with both sinks at the default batch timeout"
         if default is not None:
@@ -406,10 +377,10 @@ def targets(results: Results) -> list[Target]:
         found.append(
             Target(
                 f"{name} latency at {results.rate:,.0f} rec/s, both sinks, default settings",
-                f"<= {limit:.0f} ms",
+                bound,
+                value,
                 f"{_num(value, 1)} ms (worse sink)",
                 f"run: {label}",
-                _at_most(limit, value),
                 f"{name} at\n{results.rate:,.0f}/s",
             )
         )
@@ -425,28 +396,28 @@ def targets(results: Results) -> list[Target]:
     found += [
         Target(
             "consumer peak RSS, every run above",
-            f"<= {TARGET_RSS_MB:.0f} MB",
+            RSS_MB,
+            peak,
             f"{_num(peak, 1)} MB",
             f"largest of {len(every_run)} runs",
-            _at_most(TARGET_RSS_MB, peak),
             "peak RSS",
         ),
         Target(
             "consumer peak RSS, ~60 KB records, default batch settings",
-            f"<= {TARGET_RSS_MB:.0f} MB",
+            RSS_MB,
+            big_rss,
             f"{_num(big_rss, 1)} MB",
             f"{big.records:,} records of ~{results.big_record_bytes / 1000:.0f} KB"
             if big is not None
             else "needs --big-records",
-            _at_most(TARGET_RSS_MB, big_rss),
             "peak RSS,\n60 KB records",
         ),
         Target(
             "both databases: 1M records vs 100k",
-            f"within {TARGET_1M_DRIFT:.0%}",
+            DRIFT_1M,
+            abs(drift),
             f"{_num(100 * drift, 1)} %",
             "the 100k median" if not math.isnan(drift) else "needs --sizes 100000 1000000",
-            _at_most(TARGET_1M_DRIFT, abs(drift)) if drift else math.inf,
             "1M vs 100k",
         ),
     ]
@@ -458,18 +429,18 @@ def targets(results: Results) -> list[Target]:
         found += [
             Target(
                 f"{size.size:,}: both databases vs the naive consumer (earlier target)",
-                f">= {TARGET_X_NAIVE:.0f}x",
+                X_NAIVE,
+                x_naive,
                 f"{_num(x_naive, 1)}x",
                 f"naive consumer: {_rate(size.naive_rate)}",
-                x_naive / TARGET_X_NAIVE,
                 f"{_short(size.size)} both /\nnaive",
             ),
             Target(
                 f"{size.size:,}: both databases vs the smallest isolated ceiling (earlier target)",
-                f">= {TARGET_CEILING_SHARE:.0%}",
+                CEILING_SHARE,
+                share,
                 f"{_num(100 * share)} %",
                 f"{LABELS.get(name, name)} alone: {_num(smallest)} rec/s",
-                share / TARGET_CEILING_SHARE,
                 f"{_short(size.size)} both /\nsmallest isolated",
             ),
         ]
@@ -486,24 +457,18 @@ def _short(size: int) -> str:
 
 def _targets_section(results: Results) -> list[str]:
     rows = [
-        [t.name, t.threshold, t.measured, t.reference, "yes" if t.met else "**no**"]
+        [t.name, str(t.bound), t.measured, t.reference, "yes" if t.met else "**no**"]
         if t.met is not None
-        else [t.name, t.threshold, NOT_MEASURED, t.reference, NOT_MEASURED]
+        else [t.name, str(t.bound), NOT_MEASURED, t.reference, NOT_MEASURED]
         for t in targets(results)
     ]
-    return [
-        "## Targets",
-        "",
-        "Issue 11's targets first, then those kept from earlier issues. Medians of "
-        f"{results.repeats} run(s); a ratio is taken between medians of the same run of the "
-        "benchmark. The exactly-once and reliability tests are `make test`'s, not this report's.",
-        "",
-        *_table("| target | threshold | measured | compared to | met |", "lllll", rows),
-        "",
-    ]
+    return _section(
+        "Targets",
+        _table(["target", "threshold", "measured", "compared to", "met"], rows),
+    )
 
 
-# --- Profile, bounds, notes -------------------------------------------------------------------
+# --- Profile and bounds -----------------------------------------------------------------------
 
 
 def _profile_section(results: Results) -> list[str]:
@@ -517,42 +482,22 @@ def _profile_section(results: Results) -> list[str]:
     ]
     same = [size for size in results.sizes if size.size == run.records]
     unprofiled = same[0].median_throughput("both") if same else math.nan
-    lines = [
-        "## Profile of a full-speed run (pyinstrument, both sinks)",
-        "",
+    return _section(
+        "Profile of a full-speed run (pyinstrument, both sinks)",
         f"{run.records:,} records at {_num(run.throughput)} records/s under the profiler "
         f"(1 ms sampling of the consumer's main thread, {profile['profiled_seconds']:.1f} s "
         "from its first batch to shutdown). Where the wall time went, per stage (inclusive):",
-        "",
-        *_table("| stage | seconds | share |", "lrr", stages),
-        "",
+        _table(["stage", "seconds:", "share:"], stages),
         "Top functions by self time:",
-        "",
-        *_table("| function | self s | share |", "lrr", top),
-        "",
-        "Full call tree: `bench/results/profile.txt`.",
-        "",
-        f"The unprofiled median at this size is {_num(unprofiled)} records/s: sampling costs "
-        "most where Python code runs many small calls (Kafka record decoding and CRC, "
-        "validation), so those shares are somewhat inflated and the waits on the servers "
-        "somewhat deflated. The order of the stages is what the profile shows reliably.",
-        "",
-    ]
-    if any(
-        e["function"].startswith("crc_update (kafka/record/_crc32c.py") for e in profile["top_self"]
-    ):
-        lines += [
-            "`crc_update (kafka/record/_crc32c.py)` is kafka-python's pure-Python CRC32C, "
-            "its fallback when the optional `crc32c` C package is not installed: every fetched "
-            "record batch is checksummed byte by byte in Python, in the consumer's main thread.",
-            "",
-        ]
-    return lines
+        _table(["function", "self s:", "share:"], top),
+        f"Full call tree: `bench/results/profile.txt`. The unprofiled median at this size is "
+        f"{_num(unprofiled)} records/s (what the profiler distorts: `bench/README.md`).",
+    )
 
 
 def _bounds_section(results: Results) -> list[str]:
-    """What limits each measured figure, from the measurements and the code that ran."""
-    lines = ["## What bounds each result", ""]
+    """What limits each measured figure, from the measurements; why: `bench/README.md`."""
+    lines = []
     for size in results.sizes:
         concurrent = size.median_ceiling("concurrent")
         name, smallest = size.smallest_ceiling()
@@ -562,114 +507,35 @@ def _bounds_section(results: Results) -> list[str]:
         else:
             lines.append(
                 f"- {size.size:,}, both databases: the servers written at once take "
-                f"{_num(concurrent)} rec/s, {_num(100 * _ratio(concurrent, smallest))} % of the "
+                f"{_num(concurrent)} rec/s, {_percent(concurrent, smallest)} % of the "
                 f"slower one alone ({LABELS.get(name, name)}, {_num(smallest)}); Kafka "
                 f"alone reads {_num(size.median_ceiling('kafka'))}. The consumer reaches "
-                f"{_num(100 * _ratio(size.median_throughput('both'), concurrent))} % of the "
-                "concurrent ceiling; the rest is its own work (polling, decoding, validating, "
-                "building rows and documents, dead-lettering, committing) on the same CPUs."
-                + _cpu_bound(size.consumer.get("both", []))
-                + _slowest_server(size)
+                f"{_percent(size.median_throughput('both'), concurrent)} % of the "
+                "concurrent ceiling; the rest is its own work on the same CPUs."
             )
         lines.append(
             f"- {size.size:,}, PostgreSQL only: the consumer reaches "
-            f"{_num(100 * _ratio(size.median_throughput('postgres'), postgres))} % of "
+            f"{_percent(size.median_throughput('postgres'), postgres)} % of "
             f"PostgreSQL's raw rate ({_num(postgres)} rec/s)."
-            + _cpu_bound(size.consumer.get("postgres", []))
         )
         quix = [q for q in size.quix if q.finished]
         if quix:
             seconds = _of(quix, "seconds")
             lines.append(
-                f"- {size.size:,}, Quix Streams PostgreSQLSink: it writes only at a checkpoint, "
-                f"every {QUIX_COMMIT_INTERVAL_S:.0f} s by default, so up to "
-                f"{_num(100 * _ratio(QUIX_COMMIT_INTERVAL_S, seconds))} % of its median run "
-                f"({_num(seconds, 1)} s) can be the wait for the last checkpoint; each "
-                "checkpoint's rows go in one `execute_values` with psycopg2's default page size "
-                "(100 rows per statement), and every record passes its dataframe pipeline one "
-                "at a time."
+                f"- {size.size:,}, Quix Streams PostgreSQLSink: up to "
+                f"{_percent(QUIX_COMMIT_INTERVAL_S, seconds)} % of its median run "
+                f"({_num(seconds, 1)} s) can be the wait for its last checkpoint "
+                f"({QUIX_COMMIT_INTERVAL_S:.0f} s apart)."
             )
     default = results.default_latency()
     if default is not None:
         label, runs = default
         poll = max(_of((r.poll_to_write[s] for r in runs), "p50") for s in SINKS_OF["both"])
         lines.append(
-            f"- Latency at {results.rate:,.0f} rec/s ({label}): a batch closes as soon as the "
-            "consumer has caught up with the topic (the batch timeout, "
-            f"{results.batch_timeout_ms} ms, is only an upper bound), so a record waits for the "
-            "batch in flight before it, then for its own write; poll-to-write (the consumer's own "
-            f"share after the poll) has a median of {_num(poll, 1)} ms on the worse sink."
+            f"- Latency at {results.rate:,.0f} rec/s ({label}): poll-to-write has a median of "
+            f"{_num(poll, 1)} ms on the worse sink."
         )
-    if results.big_records is not None and results.big_record_bytes:
-        cap = int(CONSUMER_DEFAULTS["CONSUMER_BATCH_MAX_BYTES"])
-        lines.append(
-            f"- Memory with ~{results.big_record_bytes / 1000:.0f} KB records: a batch closes at "
-            f"CONSUMER_BATCH_MAX_BYTES ({cap / 2**20:.0f} MiB by default), about "
-            f"{cap // results.big_record_bytes} such records, instead of "
-            f"{results.batch_size} records "
-            f"({results.batch_size * results.big_record_bytes / 1e6:.0f} MB); the peak also "
-            "holds the client libraries' fetch buffers and the rows and "
-            "documents built from the batch."
-        )
-    return [*lines, ""]
-
-
-def _cpu_bound(runs: Sequence[ConsumerResult]) -> str:
-    """One sentence: how busy the CPUs were, and who used most of them."""
-    usages = [r.cpu for r in runs if r.cpu is not None]
-    if not usages:
-        return ""
-    used = cpu_medians(usages)
-    ranked = sorted((g for g in (CONSUMER, *GROUPS) if not math.isnan(used[g])), key=used.get)
-    top = ", ".join(f"{g} {_num(100 * used[g], 0)} %" for g in reversed(ranked))
-    return f" The CPUs were {_num(used['machine'], 2)} of {usages[0].cpus} busy; of one CPU: {top}."
-
-
-def _slowest_server(size: SizeResult) -> str:
-    """How much CPU FerretDB, the slowest server, got in the consumer run and in the ceiling."""
-    runs = [r.cpu for r in size.consumer.get("both", []) if r.cpu is not None]
-    raw = [u for u in size.concurrent_cpu if u.cores]
-    if not runs or not raw:
-        return ""
-    consumer, ceiling = cpu_medians(runs), cpu_medians(raw)
-    return (
-        f" FerretDB, which takes the longest per batch, got {_num(100 * consumer['FerretDB'], 0)} "
-        f"% of a CPU in the consumer run against {_num(100 * ceiling['FerretDB'], 0)} % while the "
-        f"raw clients wrote (they used {_num(100 * ceiling[CONSUMER], 0)} %, the consumer "
-        f"{_num(100 * consumer[CONSUMER], 0)} %)."
-    )
-
-
-def _notes(results: Results) -> list[str]:
-    notes = [
-        "## Notes",
-        "",
-        "- The MongoDB server is FerretDB 1.x on its SQLite backend (the test harness's), "
-        "which is much slower at inserts than a real MongoDB; its ceiling is expected to be "
-        "the smallest, so the shares above are relative to FerretDB, not MongoDB.",
-        "- All servers, the consumer and the benchmark share the machine's CPUs; the consumer "
-        "competes with Kafka, PostgreSQL and FerretDB for them.",
-        "- Throughput window: from the first batch's `ingested_at` to the moment the last "
-        "offsets were seen committed (50 ms polling). Start-up (interpreter, imports, group "
-        "join) is the column beside it.",
-    ]
-    for size in results.sizes:
-        name, smallest = size.smallest_ceiling()
-        notes.append(
-            f"- {size.size:,} records: the serial bound is "
-            f"{_num(100 * _ratio(size.serial_bound(), smallest))} % of the smallest ceiling "
-            f"({LABELS.get(name, name)}), and the smallest ceiling is "
-            f"{_num(_ratio(smallest, size.naive_rate), 1)}x the naive consumer. The serial bound "
-            "is what a consumer that reads a batch and then writes it could reach; this consumer "
-            "overlaps the two, so the serial bound does not limit it (see *What bounds each "
-            "result*)."
-        )
-    notes += [
-        f"- {size.size:,} records published at {_num(size.publish.rate)} records/s "
-        "(kafka-python producer, before the runs)."
-        for size in results.sizes
-    ]
-    return notes
+    return _section("What bounds each result", lines)
 
 
 # --- Chart ------------------------------------------------------------------------------------
@@ -737,8 +603,8 @@ def _latency_chart(axes: Any, results: Results) -> None:
         heights = [getattr(p, attribute) for _, p in groups]
         bars = axes.bar(xs, heights, 0.27, label=attribute)
         axes.bar_label(bars, labels=[_num(h) for h in heights], fontsize=7, padding=2)
-    axes.axhline(TARGET_P99_MS, color="red", linestyle="--", linewidth=1, label="p99 target")
-    axes.axhline(TARGET_P50_MS, color="purple", linestyle=":", linewidth=1, label="p50 target")
+    axes.axhline(P99_MS.limit, color="red", linestyle="--", linewidth=1, label="p99 target")
+    axes.axhline(P50_MS.limit, color="purple", linestyle=":", linewidth=1, label="p50 target")
     axes.set_xticks(range(len(groups)), [g for g, _ in groups], fontsize=7)
     axes.set_ylabel("ms, Kafka timestamp to database write")
     axes.set_xlabel("mode / CONSUMER_BATCH_TIMEOUT_MS / sink", fontsize=8)
@@ -755,7 +621,7 @@ def _targets_chart(axes: Any, results: Results) -> None:
     ]
     bars = axes.barh(range(len(found)), shown, color=colors)
     labels = [
-        NOT_MEASURED if math.isnan(t.score) else f"{t.measured.split(' (')[0]} ({t.threshold})"
+        NOT_MEASURED if math.isnan(t.score) else f"{t.measured.split(' (')[0]} ({t.bound})"
         for t in found
     ]
     axes.bar_label(bars, labels=labels, fontsize=7, padding=3)

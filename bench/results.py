@@ -28,7 +28,7 @@ from bench.stored import Percentiles
 from bench.workload import Published
 
 # The consumer's modes and the sinks each writes: "both" is ``python -m quotes_consumer``, the
-# others ``python -m bench.one_sink SINK``, the same service with the other sink a no-op.
+# others ``python -m bench.service --only SINK``, the same service with the other sink a no-op.
 SINKS_OF: dict[str, tuple[str, ...]] = {
     "both": ("postgres", "mongo"),
     "postgres": ("postgres",),
@@ -36,23 +36,17 @@ SINKS_OF: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Rate:
-    """Records per second over a run's window (nan when nothing was timed)."""
-
-    records: int
-    seconds: float
-
-    @property
-    def throughput(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else math.nan
-
-
 @dataclass
-class ConsumerResult(_Rate):
+class Run:
+    """One run of a program over a topic: the consumer (``mode`` both, postgres or mongo), Quix
+    Streams (``mode``: the sink it wrote) or the naive consumer (``mode`` naive). What a program
+    does not give stays nan or empty: Quix's rows carry no write time for latency, and the naive
+    one times itself."""
+
     mode: str
-    phase: str  # "full" (pre-loaded topic), "rate" (published while consuming) or "big"
     records: int
-    batch_timeout_ms: int
+    phase: str = "full"  # "full" (pre-loaded topic), "rate" (published while consuming) or "big"
+    batch_timeout_ms: int = 0
     seconds: float = math.nan
     startup_s: float = math.nan
     cpu_s: float = math.nan
@@ -61,32 +55,13 @@ class ConsumerResult(_Rate):
     poll_to_write: dict[str, Percentiles] = field(default_factory=dict)
     # From the first commit to the last, on a pre-loaded topic: who used the CPUs.
     cpu: CpuUsage | None = None
+    finished: bool = True  # False: stopped at its time limit (Quix's MongoDBSink)
     problems: list[str] = field(default_factory=list)
 
-
-@dataclass(frozen=True)
-class NaiveResult(_Rate):
-    records: int
-    seconds: float
-    cpu_s: float
-    peak_rss_mb: float
-
-
-@dataclass
-class QuixResult(_Rate):
-    """Like :class:`ConsumerResult`, fewer fields: its rows carry no write time for latency."""
-
-    sink: str
-    records: int
-    seconds: float = math.nan
-    startup_s: float = math.nan
-    cpu_s: float = math.nan
-    peak_rss_mb: float = math.nan
-    finished: bool = True
-    problems: list[str] = field(default_factory=list)
-
-
-Run = ConsumerResult | QuixResult | NaiveResult
+    @property
+    def throughput(self) -> float:
+        """Records per second over the run's window (nan when nothing was timed)."""
+        return self.records / self.seconds if self.seconds > 0 else math.nan
 
 
 def median(values: Iterable[float]) -> float:
@@ -101,10 +76,10 @@ class SizeResult:
     size: int
     publish: Published
     naive_limit: int
-    consumer: dict[str, list[ConsumerResult]] = field(default_factory=dict)
-    naive: list[NaiveResult] = field(default_factory=list)
+    consumer: dict[str, list[Run]] = field(default_factory=dict)
+    naive: list[Run] = field(default_factory=list)
     ceilings: dict[str, list[float]] = field(default_factory=dict)
-    quix: list[QuixResult] = field(default_factory=list)  # PostgreSQLSink; absent in old JSON
+    quix: list[Run] = field(default_factory=list)  # PostgreSQLSink
     concurrent_cpu: list[CpuUsage] = field(default_factory=list)  # of the concurrent ceiling
 
     def median_throughput(self, mode: str) -> float:
@@ -148,15 +123,15 @@ class Results:
     rate: float
     environment: dict[str, str]
     sizes: list[SizeResult] = field(default_factory=list)
-    latency: dict[str, list[ConsumerResult]] = field(default_factory=dict)
+    latency: dict[str, list[Run]] = field(default_factory=dict)
     profile: dict[str, Any] | None = None
-    profile_run: ConsumerResult | None = None
+    profile_run: Run | None = None
     finished: datetime | None = None
-    quix_mongo: QuixResult | None = None  # one MongoDBSink run on a small topic
-    big_records: ConsumerResult | None = None  # both sinks over records of big_record_bytes
+    quix_mongo: Run | None = None  # one MongoDBSink run on a small topic
+    big_records: Run | None = None  # both sinks over records of big_record_bytes
     big_record_bytes: int = 0
 
-    def default_latency(self) -> tuple[str, list[ConsumerResult]] | None:
+    def default_latency(self) -> tuple[str, list[Run]] | None:
         """The fixed-rate runs with both sinks and the default batch timeout: the latency
         targets are judged on them."""
         for label, runs in self.latency.items():

@@ -1,18 +1,10 @@
-"""One run of a program over a topic: the consumer (per mode), Quix Streams, the naive reference.
+"""One run of a program over a topic, as a process of its own: the consumer (per mode),
+Quix Streams, the naive reference. How each runs and when it counts as finished:
+``bench/README.md``, *What is measured*.
 
 Why a process of its own: the consumer ships as ``python -m quotes_consumer`` in a container, so
 that is what is measured (interpreter start, imports, group join, its own GIL), and its CPU time
 and peak memory are what the kernel counted for that process (:mod:`bench.cpu`).
-
-Every run gets a fresh consumer group and fresh databases (the consumer also a fresh dead-letter
-topic), and counts as finished only when the group's committed offsets cover every record of the
-topic, which the consumer does only after PostgreSQL, MongoDB and the dead-letter topic all
-accepted the batch; the stored counts are then checked (every valid record in each active
-database, every invalid one in the dead-letter topic).
-
-Throughput window: from the first batch's ``ingested_at`` (the consumer's clock right after its
-first poll, read back from the database) to the moment the bench saw the last offsets committed
-(polled every 50 ms). Interpreter start-up and the group join are reported apart, as start-up.
 """
 
 from __future__ import annotations
@@ -29,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import cpu, stored
-from bench.infra import REPO, Context
-from bench.results import SINKS_OF, ConsumerResult, NaiveResult, QuixResult
+from bench.infra import REPO, Context, unique
+from bench.results import SINKS_OF, Run
 from bench.workload import counts, publish
 from native.servers.process import stop_child, tail
 
@@ -45,16 +37,49 @@ class WaitTimeout(RuntimeError):
 
 
 class Child:
-    """One program (a consumer, Quix Streams or the naive one), started at once as a process of
-    its own with its output in a log file; ``cpu_s`` and ``peak_rss_mb`` are what the kernel
-    counted for it, read just before it is stopped."""
+    """One program (a consumer, Quix Streams or the naive one) over ``topic``, started at once as
+    a process of its own with a fresh group and databases, its output in a log file.
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.argv = [sys.executable, *argv]
-        self.log_path = log_path
+    Every program reads the consumer's own settings (quotes_consumer/settings.py); the run sets
+    only the few below, every other one stays at the consumer's default. ``cpu_s`` and
+    ``peak_rss_mb`` are what the kernel counted for the process, read just before it is stopped.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        name: str,
+        argv: list[str],
+        topic: str,
+        dlq: str = "unused",
+        batch_timeout_ms: int | None = None,
+    ) -> None:
+        self.ctx, self.topic, self.argv = ctx, topic, [sys.executable, *argv]
+        self.group = ctx.scratch.group(f"bench-{name}-")
+        self.dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
         self.cpu_s = self.peak_rss_mb = math.nan
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as log:
+        endpoints = ctx.endpoints
+        env = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
+        env |= {
+            "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
+            "KAFKA_TOPIC": topic,
+            "KAFKA_GROUP_ID": self.group,
+            "KAFKA_DLQ_TOPIC": dlq,
+            "POSTGRES_HOST": endpoints.pg_host,
+            "POSTGRES_PORT": str(endpoints.pg_port),
+            "POSTGRES_DB": self.dbs["postgres"],
+            "POSTGRES_USER": endpoints.pg_user,
+            "POSTGRES_PASSWORD": endpoints.pg_password,
+            "MONGO_URI": endpoints.mongo_uri,
+            "MONGO_DB": self.dbs["mongo"],
+            "CONSUMER_BATCH_SIZE": str(ctx.batch_size),
+            "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms or ctx.batch_timeout_ms),
+            "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
+            "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
+        }
+        self.log_path = ctx.logs / f"{name}-{self.group[-10:]}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
             self.started_at = time.time()  # comparable with database timestamps
             # cwd is the repository, so ``-m bench.<entry>`` finds this package.
             self.proc = subprocess.Popen(
@@ -82,49 +107,59 @@ class Child:
             time.sleep(POLL_S)
         raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}:\n{self.tail()}")
 
-    def stop(self) -> int:
-        """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored for 30 s."""
+    def wait_committed(
+        self,
+        total: int,
+        desc: str,
+        on_first: Callable[[], None] | None = None,
+        timeout_s: float = 0,
+    ) -> float:
+        """Until the group committed every record, calling ``on_first`` at the first commit seen;
+        bounded by a generous floor of 300 records/s unless ``timeout_s`` says otherwise."""
+        with self.ctx.bar(total, desc) as bar:
+
+            def all_committed() -> bool:
+                committed = self.ctx.scratch.committed(self.group, self.topic)
+                if committed and not bar.n and on_first is not None:
+                    on_first()
+                bar.update(committed - bar.n)
+                return committed >= total
+
+            what = f"{total} committed records ({desc})"
+            return self.wait_until(what, all_committed, timeout_s or 120 + total / 300)
+
+    def stop(self, result: Run | None = None) -> int:
+        """SIGTERM, as ``docker compose stop`` does; SIGKILL if it is ignored for 30 s. Its CPU
+        time, peak memory and a failed exit go into ``result``."""
         if self.proc.poll() is None:
             _, self.cpu_s = cpu.parent_and_cpu_s(self.proc.pid)
             self.peak_rss_mb = cpu.peak_rss_mb(self.proc.pid)
         stop_child(self.proc, timeout_s=30)
-        return self.proc.wait()
+        code = self.proc.wait()
+        if result is not None:
+            if code != 0:
+                result.problems.append(f"{self.argv[2]} exited with {code}; log {self.log_path}")
+            result.cpu_s, result.peak_rss_mb = self.cpu_s, self.peak_rss_mb
+        return code
+
+    def reported(self, key: str) -> dict[str, Any]:
+        """The last JSON line the child printed that starts with ``key``: how the naive consumer
+        and the Quix Streams program report to the bench."""
+        for line in reversed(self.output().splitlines()):
+            if line.startswith(f'{{"{key}"'):
+                found: dict[str, Any] = json.loads(line)
+                return found
+        raise RuntimeError(f"{self.argv[2]} printed no {key}:\n{self.tail()}")
+
+    def timed(self, result: Run, first: float, done_at: float) -> Run:
+        """The run's window, from its first record to ``done_at``, and start-up before it; its
+        databases are dropped (a 1M run leaves ~1 GB in FerretDB's files)."""
+        result.seconds, result.startup_s = done_at - first, first - self.started_at
+        self.ctx.scratch.release_databases()
+        return result
 
     def tail(self) -> str:
         return tail(self.log_path, lines=25)
-
-
-def consumer_env(
-    ctx: Context,
-    topic: str,
-    group: str,
-    dbs: dict[str, str],
-    dlq_topic: str = "unused",
-    batch_timeout_ms: int | None = None,
-) -> dict[str, str]:
-    """The settings a run chooses (quotes_consumer/settings.py); every other one stays at the
-    consumer's default. ``dbs`` names the PostgreSQL and the MongoDB database. The naive and
-    Quix programs read the same variables."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(CONSUMER_PREFIXES)}
-    endpoints = ctx.endpoints
-    return {
-        **inherited,
-        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
-        "KAFKA_TOPIC": topic,
-        "KAFKA_GROUP_ID": group,
-        "KAFKA_DLQ_TOPIC": dlq_topic,
-        "POSTGRES_HOST": endpoints.pg_host,
-        "POSTGRES_PORT": str(endpoints.pg_port),
-        "POSTGRES_DB": dbs["postgres"],
-        "POSTGRES_USER": endpoints.pg_user,
-        "POSTGRES_PASSWORD": endpoints.pg_password,
-        "MONGO_URI": endpoints.mongo_uri,
-        "MONGO_DB": dbs["mongo"],
-        "CONSUMER_BATCH_SIZE": str(ctx.batch_size),
-        "CONSUMER_BATCH_TIMEOUT_MS": str(batch_timeout_ms or ctx.batch_timeout_ms),
-        "CONSUMER_METRICS_PORT": "0",  # any free port: runs never collide
-        "CONSUMER_RETRY_MAX_BACKOFF_S": "2",
-    }
 
 
 def consumer_run(
@@ -137,7 +172,7 @@ def consumer_run(
     batch_timeout_ms: int | None = None,
     profile_prefix: Path | None = None,
     phase: str | None = None,
-) -> ConsumerResult:
+) -> Run:
     """Run the consumer over ``topic`` until all ``total`` records are committed.
 
     With ``rate``, the topic starts empty and the records are published at that rate once the
@@ -145,14 +180,12 @@ def consumer_run(
     the first commit to the last is measured.
     """
     timeout_ms = batch_timeout_ms or ctx.batch_timeout_ms
-    result = ConsumerResult(mode, phase or ("rate" if rate else "full"), total, timeout_ms)
-    group, dlq = ctx.scratch.group("bench-group-"), ctx.scratch.topic("bench-dlq-", 1)
-    dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
-    argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.one_sink", mode]
+    result = Run(mode, total, phase or ("rate" if rate else "full"), timeout_ms)
+    argv = ["-m", "quotes_consumer"] if mode == "both" else ["-m", "bench.service", "--only", mode]
     if profile_prefix:
-        argv = ["-m", "bench.profiled", str(profile_prefix)]
-    env = consumer_env(ctx, topic, group, dbs, dlq, timeout_ms)
-    child = Child(argv, env, ctx.logs / f"{result.phase}-{mode}-{total}-{group[-10:]}.log")
+        argv = ["-m", "bench.service", "--profile", str(profile_prefix)]
+    dlq = ctx.scratch.topic("bench-dlq-", 1)
+    child = Child(ctx, f"{result.phase}-{mode}-{total}", argv, topic, dlq, timeout_ms)
     first: list[tuple[float, cpu.Snapshot]] = []  # wall time and CPU at the first commit seen
     try:
         if rate:
@@ -164,20 +197,18 @@ def consumer_run(
             if not rate:
                 first.append((time.time(), cpu.snapshot(child.proc.pid)))
 
-        done_at = _wait_committed(
-            ctx, child, group, topic, total, f"consume {mode}", at_first_commit
-        )
+        done_at = child.wait_committed(total, f"consume {mode}", at_first_commit)
         if first and done_at - first[0][0] >= cpu.MIN_WINDOW_S:
             started, before = first[0]
             result.cpu = cpu.between([(before, cpu.snapshot(child.proc.pid))], done_at - started)
     finally:
-        _stop(child, result, "consumer")
+        child.stop(result)
 
     valid, invalid = counts(total)
     firsts: list[float] = []
     for sink in SINKS_OF[mode]:
         read = stored.postgres if sink == "postgres" else stored.mongo
-        readback = read(ctx.endpoints, dbs[sink])
+        readback = read(ctx.endpoints, child.dbs[sink])
         if readback.count != valid:
             result.problems.append(f"{sink}: {readback.count} stored, {valid} expected")
         result.kafka_to_write[sink] = readback.kafka_to_write
@@ -186,15 +217,10 @@ def consumer_run(
     dead = ctx.scratch.end_offsets(dlq, 1)
     if dead != invalid:
         result.problems.append(f"dead-letter topic: {dead} records, {invalid} expected")
-    result.seconds = done_at - min(firsts)
-    result.startup_s = min(firsts) - child.started_at
-    ctx.scratch.release_databases()  # a 1M run leaves ~1 GB in FerretDB's files
-    return result
+    return child.timed(result, min(firsts), done_at)
 
 
-def quix_run(
-    ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float | None = None
-) -> QuixResult:
+def quix_run(ctx: Context, topic: str, total: int, sink: str, *, timeout_s: float = 0) -> Run:
     """Quix Streams (``bench/quix_reference.py``) over ``topic`` into a fresh database.
 
     Finished as a consumer run is (Quix commits at each checkpoint, after its sink wrote), then
@@ -202,45 +228,33 @@ def quix_run(
     upserts one document at a time), a run not finished by then is stopped and reported with
     the records committed so far.
     """
-    result = QuixResult(sink, total)
-    group = ctx.scratch.group("bench-quix-")
-    db = ctx.scratch.pg_database() if sink == "postgres" else ctx.scratch.mongo_database()
-    state = ctx.logs / f"quix-state-{group[-10:]}"
+    result = Run(sink, total)
+    state = ctx.logs / unique("quix-state-")
     argv = ["-m", "bench.quix_reference", "--sink", sink, "--state-dir", str(state)]
-    env = consumer_env(ctx, topic, group, {"postgres": db, "mongo": db})
-    child = Child(argv, env, ctx.logs / f"quix-{sink}-{total}-{group[-10:]}.log")
+    child = Child(ctx, f"quix-{sink}-{total}", argv, topic)
     try:
-        done_at = _wait_committed(
-            ctx, child, group, topic, total, f"Quix {sink}", timeout_s=timeout_s
-        )
+        done_at = child.wait_committed(total, f"Quix {sink}", timeout_s=timeout_s)
     except WaitTimeout:
         done_at = time.time()
-        result.records = ctx.scratch.committed(group, topic)
+        result.records = ctx.scratch.committed(child.group, topic)
         result.finished = False
         result.problems.append(
             f"stopped after {timeout_s:.0f} s with {result.records} of {total} committed"
         )
     finally:
-        _stop(child, result, "Quix")
-    first = float(_reported(child, "first_record_at")["first_record_at"])
-    stored_count = stored.quix_count(ctx.endpoints, sink, db)
+        child.stop(result)
+    first = float(child.reported("first_record_at")["first_record_at"])
+    stored_count = stored.quix_count(ctx.endpoints, sink, child.dbs[sink])
     valid, _ = counts(total)
     if result.finished and stored_count != valid:
         result.problems.append(f"{sink}: {stored_count} stored, {valid} expected")
-    result.seconds = done_at - first
-    result.startup_s = first - child.started_at
-    ctx.scratch.release_databases()
-    return result
+    return child.timed(result, first, done_at)
 
 
-def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
+def naive_run(ctx: Context, topic: str, limit: int) -> Run:
     """The lab material's per-message consumer (``bench/naive.py``) over the first ``limit``
     records of ``topic``; it times itself, as it commits nothing the bench could watch."""
-    group = ctx.scratch.group("bench-naive-")
-    dbs = {"postgres": ctx.scratch.pg_database(), "mongo": ctx.scratch.mongo_database()}
-    env = consumer_env(ctx, topic, group, dbs)
-    log = ctx.logs / f"naive-{limit}-{group[-10:]}.log"
-    child = Child(["-m", "bench.naive", "--limit", str(limit)], env, log)
+    child = Child(ctx, f"naive-{limit}", ["-m", "bench.naive", "--limit", str(limit)], topic)
     with ctx.bar(1, f"naive consumer, {limit} records", unit="run") as bar:
         with contextlib.suppress(subprocess.TimeoutExpired):  # then stopped, and failed
             child.proc.wait(timeout=120 + limit / 20)
@@ -249,47 +263,6 @@ def naive_run(ctx: Context, topic: str, limit: int) -> NaiveResult:
     ctx.scratch.release_databases()
     if code != 0:
         raise RuntimeError(f"naive consumer failed ({code}):\n{child.tail()}")
-    data = _reported(child, "records")
-    return NaiveResult(data["records"], data["seconds"], data["cpu_s"], data["peak_rss_mb"])
-
-
-def _wait_committed(
-    ctx: Context,
-    child: Child,
-    group: str,
-    topic: str,
-    total: int,
-    desc: str,
-    on_first: Callable[[], None] | None = None,
-    timeout_s: float | None = None,
-) -> float:
-    """Until the group committed every record, calling ``on_first`` at the first commit seen;
-    bounded by a generous floor of 300 records/s."""
-    with ctx.bar(total, desc) as bar:
-
-        def all_committed() -> bool:
-            committed = ctx.scratch.committed(group, topic)
-            if committed and not bar.n and on_first is not None:
-                on_first()
-            bar.update(committed - bar.n)
-            return committed >= total
-
-        what = f"{total} committed records ({desc})"
-        return child.wait_until(what, all_committed, timeout_s or 120 + total / 300)
-
-
-def _stop(child: Child, result: ConsumerResult | QuixResult, who: str) -> None:
-    code = child.stop()
-    if code != 0:
-        result.problems.append(f"{who} exited with {code}; log {child.log_path}")
-    result.cpu_s, result.peak_rss_mb = child.cpu_s, child.peak_rss_mb
-
-
-def _reported(child: Child, key: str) -> dict[str, Any]:
-    """The last JSON line the child printed that starts with ``key``: how the naive consumer
-    and the Quix Streams program report to the bench."""
-    for line in reversed(child.output().splitlines()):
-        if line.startswith(f'{{"{key}"'):
-            found: dict[str, Any] = json.loads(line)
-            return found
-    raise RuntimeError(f"{child.argv[2]} printed no {key}:\n{child.tail()}")
+    data = child.reported("records")
+    timed = {name: data[name] for name in ("seconds", "cpu_s", "peak_rss_mb")}
+    return Run("naive", data["records"], **timed)

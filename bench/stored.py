@@ -1,11 +1,8 @@
-"""Read back what a run stored: counts, start time and latency percentiles per sink.
+"""Read back what a run stored: counts, start time and latency percentiles per sink (which
+timestamps: ``bench/README.md``, *Reading the report*).
 
 Why read it back instead of trusting the consumer: completion is only real when the rows are
-there, and latency is measured from timestamps the pipeline itself wrote: the Kafka record
-timestamp (set by the producer at send time) against ``written_at``, which the PostgreSQL sink
-gets from ``now()`` (the start of the batch's transaction) and the MongoDB sink from its clock
-just before ``bulk_write``. ``ingested_at`` (when the batch was validated, just after its poll)
-gives the consumer's own share: poll to write.
+there, and latency is measured from timestamps the pipeline itself wrote.
 """
 
 from __future__ import annotations

@@ -1,20 +1,23 @@
-"""Benchmark-only entry point: the real consumer under pyinstrument, profiling its busy time.
+"""The real consumer, ``quotes_consumer.__main__.main`` unchanged, with a sink switched off or
+under a profiler: ``python -m bench.service [--only postgres|mongo] [--profile OUT_PREFIX]``.
 
-``python -m bench.profiled OUT_PREFIX`` runs ``quotes_consumer.__main__.main`` unchanged, and
-starts a pyinstrument profiler (main thread, 1 ms sampling) when the loop transforms its first
-batch, so interpreter start-up and the group join, which say nothing
-about throughput, stay out of the profile. The profile ends when the service returns after
-SIGTERM; at most one idle poll (<= 0.5 s) at the end is included.
+``--only`` goes through the service's public ``build_sinks`` seam: the production sinks are
+built and the other one is replaced by :class:`NullSink`, to isolate what one database costs.
+Why here and not a consumer setting: a "write to only one database" switch would be a way to
+silently lose data in production; the benchmark needs it, the service does not.
 
-Written on exit: ``OUT_PREFIX.txt`` (pyinstrument's call tree) and ``OUT_PREFIX.json`` (where
-the time went, per consumer stage and per function, computed by :func:`summarize`).
+``--profile`` starts pyinstrument (main thread, 1 ms sampling) when the loop transforms its
+first batch, so start-up and the group join stay out, and stops when the service returns after
+SIGTERM (at most one idle poll, <= 0.5 s, included). Written: ``OUT_PREFIX.txt`` (the call
+tree) and ``OUT_PREFIX.json`` (where the time went, by :func:`summarize`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
 import quotes_consumer.__main__ as service
-from quotes_consumer import loop
+from quotes_consumer import loop, sinks
+from quotes_consumer.record import Quote
+from quotes_consumer.settings import Settings
 
 # The stages of one batch, as (label, the function in quotes_consumer/loop.py that is it).
 LOOP = "quotes_consumer/loop.py"
@@ -36,6 +41,38 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("offset commit", "commit"),
     ("log line + metrics", "report"),
 )
+
+
+class NullSink:
+    """Accepts every batch instantly; keeps the name of the sink it stands in for."""
+
+    holds_back = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, batch: Sequence[Quote]) -> None:
+        """Nothing to write: this sink is switched off for the measurement."""
+
+    def commit(self, keep: Sequence[Quote], withdrawn: Sequence[Quote]) -> None:
+        """Nothing to commit."""
+
+    def rollback(self) -> None:
+        """Nothing to forget."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def only(kept: str) -> service.SinkBuilder:
+    def build(settings: Settings) -> list[sinks.Sink]:
+        built = sinks.build(settings)
+        for sink in built:
+            if sink.name != kept:
+                sink.close()
+        return [sink if sink.name == kept else NullSink(sink.name) for sink in built]
+
+    return build
 
 
 def _walk(frame: Frame, ancestors: tuple[str, ...] = ()) -> Iterator[tuple[Frame, bool]]:
@@ -92,11 +129,7 @@ def summarize(root: Frame, top: int = 15) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m bench.profiled OUT_PREFIX", file=sys.stderr)
-        return 2
-    prefix = Path(argv[0])
+def profiled(prefix: Path, build_sinks: service.SinkBuilder) -> int:
     profiler = Profiler(interval=0.001, async_mode="disabled")
     original_transform = loop.transform_all
 
@@ -107,18 +140,29 @@ def main(argv: list[str]) -> int:
 
     loop.transform_all = profile_from_first_batch  # type: ignore[assignment]
     try:
-        code = service.main()
+        code = service.main(build_sinks=build_sinks)
     finally:
         if profiler.is_running:
             profiler.stop()
     session = profiler.last_session
     root = session.root_frame() if session is not None else None
     if root is None:
-        print("bench.profiled: no batch was consumed, nothing profiled", file=sys.stderr)
+        print("bench.service: no batch was consumed, nothing profiled", file=sys.stderr)
         return 1
     prefix.with_suffix(".txt").write_text(profiler.output_text(unicode=False, color=False))
     prefix.with_suffix(".json").write_text(json.dumps(summarize(root), indent=2))
     return code
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.service")
+    parser.add_argument("--only", choices=("postgres", "mongo"), help="the other sink is a no-op")
+    parser.add_argument("--profile", type=Path, metavar="OUT_PREFIX", help="under pyinstrument")
+    args = parser.parse_args(argv)
+    build_sinks = only(args.only) if args.only else sinks.build
+    if args.profile:
+        return profiled(args.profile, build_sinks)
+    return service.main(build_sinks=build_sinks)
 
 
 if __name__ == "__main__":
