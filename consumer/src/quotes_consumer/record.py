@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import unicodedata
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +39,9 @@ MAX_DEPTH = 32
 # to 640; no integer beyond 19 digits fits 64 bits, so 640 is far enough and holds whatever the
 # process's setting.
 MAX_INTEGER_DIGITS = 640
+# What no URL holds unescaped: whitespace (``str.isspace``, which ``\s`` matches in a str
+# pattern) and control characters (category Cc: C0, DEL and C1).
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # How much of a field name a rejection's detail shows.
 MAX_SHOWN_NAME_CHARS = 40
 # The header NiFi fills from each FlowFile's uuid attribute (PublishKafka's attribute-name regex).
@@ -209,7 +212,9 @@ def decode(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise InvalidRecord("not_utf8", f"invalid UTF-8 at byte {error.start}") from None
     try:
-        document = json.loads(text, parse_int=_parse_int, parse_constant=_parse_constant)
+        if text.startswith("\ufeff"):  # as json.loads refuses it, before decoding
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        document = _JSON.decode(text)
     except json.JSONDecodeError as error:
         detail = f"{error.msg} at line {error.lineno} col {error.colno}"
         raise InvalidRecord("invalid_json", detail) from None
@@ -273,6 +278,10 @@ def _parse_constant(name: str) -> float:
     """Python's json reads ``NaN``, ``Infinity`` and ``-Infinity``; RFC 8259 has no such
     numbers and other JSON readers refuse them, so neither is stored."""
     raise InvalidRecord("invalid_json", f"{name} is not a JSON number")
+
+
+# One decoder for every record: json.loads with hooks builds a new one per call.
+_JSON = json.JSONDecoder(parse_int=_parse_int, parse_constant=_parse_constant)
 
 
 # --- Field checks --------------------------------------------------------------------------------
@@ -340,7 +349,7 @@ def _is_http_url(value: str) -> bool:
     as "not a URL" here. It also drops tabs and newlines before parsing: whitespace and control
     characters are refused first, as no URL holds them unescaped.
     """
-    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+    if _SPACE_OR_CONTROL.search(value):
         return False
     try:
         parts = urlsplit(value)
