@@ -206,9 +206,11 @@ consumer: venv ## Run the consumer on the host with the settings in .env
 
 ##@ The lab without Docker (native processes, data kept in STREAMLAB_LAB_DIR)
 
+# UIS=0 leaves out pgAdmin and mongo-express (docs/without-docker.md says what each costs).
+UIS ?= 1
 .PHONY: demo
-demo: venv ## The whole pipeline without Docker; Ctrl-C stops it (PRODUCER=nifi: the NiFi flow)
-	$(PY) -m native up $(if $(PRODUCER),--producer $(PRODUCER))
+demo: venv ## The whole pipeline without Docker; Ctrl-C stops it (PRODUCER=nifi: the NiFi flow, UIS=0: no web UIs)
+	$(PY) -m native up $(if $(PRODUCER),--producer $(PRODUCER)) $(if $(filter 0,$(UIS)),--no-uis)
 
 .PHONY: demo-down
 demo-down: venv ## Stop a native lab left running (its data is kept)

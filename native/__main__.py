@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("PRODUCER") or "stand-in",
         help="stand-in (default): the Python producer; nifi: the NiFi flow (slow to start)",
     )
+    up.add_argument(
+        "--no-uis",
+        dest="uis",
+        action="store_false",
+        help="leave out pgAdmin and mongo-express (make demo UIS=0)",
+    )
     sub.add_parser("down", help="stop a running lab (its data is kept)")
     reset = sub.add_parser("reset", help="stop the lab and delete its data")
     reset.add_argument("--yes", action="store_true", help="do not ask")
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "up":
-            return native_lab.up(args.producer)
+            return native_lab.up(args.producer, args.uis)
         if args.command == "down":
             return native_lab.down()
         if args.command == "reset":
