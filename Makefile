@@ -232,6 +232,14 @@ demo-psql: venv ## make psql, for the native lab
 demo-mongo: venv ## make mongosh, for the native lab: Python + pymongo, db = quotes
 	@$(PY) -m native mongo
 
+.PHONY: demo-stop
+demo-stop: venv ## docker compose stop, for the native lab's databases (SERVICE=postgres or mongo)
+	@$(PY) -m native stop $(SERVICE)
+
+.PHONY: demo-start
+demo-start: venv ## Start again what make demo-stop stopped (SERVICE=postgres or mongo)
+	@$(PY) -m native start $(SERVICE)
+
 .PHONY: demo-topic
 demo-topic: venv ## make topic, for the native lab (MESSAGES=10)
 	@$(PY) -m native topic --messages $(MESSAGES)

@@ -382,6 +382,7 @@ def up(producer: str, uis: bool = True) -> int:
 
 def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]]) -> None:
     home = lab.home
+    lab_servers.release_all(home)
     lab_servers.start(home, lab.ports)
     partitions = provision.ensure_topics(lab.bootstrap)
     log(f"topics: {', '.join(f'{t} ({n} partitions)' for t, n in partitions.items())}")
