@@ -220,9 +220,11 @@ consumer: venv ## Run the consumer on the host with the settings in .env
 
 ##@ The lab without Docker (native processes, data kept in STREAMLAB_LAB_DIR)
 
+# UIS=0 leaves out pgAdmin and mongo-express (docs/without-docker.md says what each costs).
+UIS ?= 1
 .PHONY: demo
-demo: venv ## The whole pipeline without Docker; Ctrl-C stops it (PRODUCER=nifi: the NiFi flow)
-	$(PY) -m native up $(if $(PRODUCER),--producer $(PRODUCER))
+demo: venv ## The whole pipeline without Docker; Ctrl-C stops it (PRODUCER=nifi: the NiFi flow, UIS=0: no web UIs)
+	$(PY) -m native up $(if $(PRODUCER),--producer $(PRODUCER)) $(if $(filter 0,$(UIS)),--no-uis)
 
 .PHONY: demo-down
 demo-down: venv ## Stop a native lab left running (its data is kept)
@@ -243,6 +245,14 @@ demo-psql: venv ## make psql, for the native lab
 .PHONY: demo-mongo
 demo-mongo: venv ## make mongosh, for the native lab: Python + pymongo, db = quotes
 	@$(PY) -m native mongo
+
+.PHONY: demo-stop
+demo-stop: venv ## docker compose stop, for the native lab's databases (SERVICE=postgres or mongo)
+	@$(PY) -m native stop $(SERVICE)
+
+.PHONY: demo-start
+demo-start: venv ## Start again what make demo-stop stopped (SERVICE=postgres or mongo)
+	@$(PY) -m native start $(SERVICE)
 
 .PHONY: demo-topic
 demo-topic: venv ## make topic, for the native lab (MESSAGES=10)

@@ -15,9 +15,11 @@ Modules, one concern each:
   their command line (``python -m native.servers``); the demo, the bench and the tests use it;
 - ``lab_servers``: this lab's servers and NiFi, started and stopped through that command line
   with the lab's ports and directory;
+- ``lab_uis``: pgAdmin and mongo-express for this lab: their logins, settings and installs;
 - ``provision``: the topics (as kafka-init does) and the schema in ``sql/``;
 - ``observe``: the live status line, ``counts``, ``topic`` and ``dlq``;
 - ``lab``: the order of it all, the table of addresses, and Ctrl-C.
 
-Usage: ``python -m native {up,down,reset,status,counts,psql,topic,dlq}`` (``make demo`` etc.).
+Usage: ``python -m native {up,down,reset,status,counts,psql,mongo,stop,start,topic,dlq}``
+(``make demo`` etc.).
 """

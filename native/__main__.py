@@ -9,7 +9,7 @@ import sys
 from glob import glob
 
 from native import lab as native_lab
-from native import observe, provision
+from native import lab_servers, observe, provision
 from native.layout import LabError
 
 
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("PRODUCER") or "stand-in",
         help="stand-in (default): the Python producer; nifi: the NiFi flow (slow to start)",
     )
+    up.add_argument(
+        "--no-uis",
+        dest="uis",
+        action="store_false",
+        help="leave out pgAdmin and mongo-express (make demo UIS=0)",
+    )
     sub.add_parser("down", help="stop a running lab (its data is kept)")
     reset = sub.add_parser("reset", help="stop the lab and delete its data")
     reset.add_argument("--yes", action="store_true", help="do not ask")
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     sql = sub.add_parser("psql", help="psql in the lab's database (extra arguments go to psql)")
     sql.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("mongo", help="a Python prompt with pymongo, db = the quotes database")
+    for verb, what in (("stop", "stop a database of the running lab"), ("start", "start it again")):
+        held = sub.add_parser(verb, help=f"{what} (as docker compose {verb})")
+        held.add_argument("service", choices=lab_servers.STOPPABLE)
     for name, topic in (("topic", provision.TOPIC), ("dlq", provision.DLQ_TOPIC)):
         reader = sub.add_parser(name, help=f"the {topic} topic and its latest records")
         reader.add_argument("--messages", type=int, default=10, help="how many (default 10)")
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "up":
-            return native_lab.up(args.producer)
+            return native_lab.up(args.producer, args.uis)
         if args.command == "down":
             return native_lab.down()
         if args.command == "reset":
@@ -83,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             return mongo()
         if args.command == "psql":
             return psql([*extra, *args.args])
+        if args.command in ("stop", "start"):
+            lab = native_lab.running_lab()
+            verb = lab_servers.stop_one if args.command == "stop" else lab_servers.start_one
+            verb(lab.home, lab.ports, args.service)
+            return 0
         probe = native_lab.running_lab().probe()
         try:
             if args.command == "counts":

@@ -1,10 +1,12 @@
 """The native lab as a whole: start in order, show where things are, watch, stop on Ctrl-C.
 
 Order (the compose file's ``depends_on``, without containers): servers (ZooKeeper, Kafka,
-PostgreSQL, FerretDB) -> topics and schema (kafka-init, the postgres init scripts) -> quotes
-API -> consumer -> producer. Stop is the reverse, each step bounded: the producer first (so
-nothing new arrives), then the consumer (it commits what it wrote), the API, NiFi, and the
-servers, Kafka before ZooKeeper. Data stays in the lab directory for the next start.
+PostgreSQL, FerretDB) -> topics and schema (kafka-init, the postgres init scripts) -> the web
+UIs, pgAdmin and mongo-express (they need only their database; they boot while the rest starts)
+-> quotes API -> consumer -> producer. Stop is the reverse, each step bounded: the UIs and the
+producer first (so nothing new arrives), then the consumer (it commits what it wrote), the API,
+NiFi, and the servers, Kafka before ZooKeeper. Data stays in the lab directory for the next
+start. ``make demo UIS=0`` leaves the UIs out (``--no-uis``).
 
 Producer: the Python stand-in by default. The native NiFi (``--producer nifi``) runs the
 shipped flow, but takes a 1 GB heap and 30 s to start on the project's 2-core machine
@@ -31,23 +33,38 @@ from typing import Any
 
 import psycopg2
 
-from native import lab_servers, processes, provision
-from native.layout import BY_NAME, HOST, LabError, Layout, choose_ports, layout, port_is_free
+from native import lab_servers, lab_uis, processes, provision
+from native.layout import (
+    BY_NAME,
+    HOST,
+    UI_PORTS,
+    LabError,
+    Layout,
+    choose_ports,
+    layout,
+    port_is_free,
+)
 from native.observe import Probe
+from native.servers import mongo_express, pgadmin
 from native.servers.ferretdb import FERRETDB_VERSION
 from native.servers.kafka import KAFKA_VERSION
+from native.servers.mongo_express import MONGO_EXPRESS_VERSION
+from native.servers.pgadmin import PGADMIN_VERSION
 from native.servers.postgres import POSTGRES_DB, POSTGRES_USER
 
 REPO = Path(__file__).resolve().parents[1]
 API_APP = REPO / "quotes-api" / "app.py"
 PRODUCERS = ("stand-in", "nifi")
 STATUS_EVERY_S = 2.0
+# As long as native.servers.pgadmin gives pgAdmin to answer its ping.
+UI_START_TIMEOUT_S = 90
 POLL_INTERVAL_S = 5
 POLL_COUNT = 10
 # Settings the consumer reads (quotes_consumer.settings); inherited ones are dropped so that a
 # shell with the compose stack's values exported cannot point the lab's consumer elsewhere.
 CONSUMER_PREFIXES = ("KAFKA_", "POSTGRES_", "MONGO_", "CONSUMER_")
-CHILDREN = ("status", "producer", "consumer", "quotes-api")  # in stopping order
+# In stopping order.
+CHILDREN = ("pgadmin", "mongo-express", "status", "producer", "consumer", "quotes-api")
 
 
 class Interrupted(BaseException):
@@ -61,9 +78,14 @@ def log(message: str) -> None:
 class Lab:
     """One lab directory with its ports: the addresses everything derives from."""
 
-    def __init__(self, home: Layout, ports: Mapping[str, int]) -> None:
+    def __init__(self, home: Layout, ports: Mapping[str, int], uis: bool = True) -> None:
         self.home = home
         self.ports = dict(ports)
+        self.uis = uis
+
+    def url(self, name: str) -> str:
+        """A web UI's address (``pgadmin``, ``mongo-express``)."""
+        return f"http://{HOST}:{self.ports[name]}"
 
     @property
     def bootstrap(self) -> str:
@@ -186,6 +208,8 @@ def table(lab: Lab, producer: str, postgres_version: str) -> str:
     """The README's services table, with the native lab's addresses."""
     nifi = producer == "nifi"
     secrets = lab.home.servers
+    who = lab_uis.logins(lab.home)
+    skipped = ("not started (make demo UIS=0)", "-", "-")
     rows = [
         ("Service", "What it is", "Address on this machine", "Credentials"),
         (
@@ -196,9 +220,37 @@ def table(lab: Lab, producer: str, postgres_version: str) -> str:
             f"https://{HOST}:{lab.ports['nifi']}/nifi (self-signed certificate)" if nifi else "-",
             f"in {secrets / 'nifi' / 'credentials.json'}" if nifi else "-",
         ),
-        ("kafka-ui", "not in the native lab", "make demo-topic / demo-dlq / demo-counts", "-"),
-        ("pgadmin", "not in the native lab", "make demo-psql", "-"),
-        ("mongo-express", "not in the native lab", "any MongoDB client, on the mongo row", "-"),
+        (
+            "kafka-ui",
+            "compose only (no native build of Kafbat UI): use the commands and the status page",
+            "make demo-topic / demo-dlq / demo-counts",
+            "-",
+        ),
+        (
+            "pgadmin",
+            *(
+                (
+                    f"pgAdmin {PGADMIN_VERSION}, server {lab_uis.SERVER_NAME!r} pre-registered, "
+                    "no password prompt",
+                    f"{lab.url('pgadmin')}/",
+                    f"{who.pgadmin_email} / in {who.pgadmin_password_file}",
+                )
+                if lab.uis
+                else skipped
+            ),
+        ),
+        (
+            "mongo-express",
+            *(
+                (
+                    f"mongo-express {MONGO_EXPRESS_VERSION}, database quotes on the mongo row",
+                    f"{lab.url('mongo-express')}/",
+                    f"{who.mongo_express_user} / in {who.mongo_express_password_file}",
+                )
+                if lab.uis
+                else skipped
+            ),
+        ),
         (
             "postgres",
             f"PostgreSQL {postgres_version}, schema from sql/",
@@ -262,7 +314,7 @@ def _already_stopping(_signum: int, _frame: FrameType | None) -> None:
     log("already stopping; every step has a time limit")
 
 
-def prepare(home: Layout, producer: str) -> Lab:
+def prepare(home: Layout, producer: str, uis: bool = True) -> Lab:
     """The lab directory and its ports; refuses if this lab runs already or a port is taken."""
     home.create()
     owner = processes.recorded(home.control_pid)
@@ -276,28 +328,33 @@ def prepare(home: Layout, producer: str) -> Lab:
         log("stopping what an earlier run, ended without clean-up, left running")
         cleanup(Lab(home, saved), quiet=True)
     ports = choose_ports(saved, os.environ)
-    needed = [name for name in ports if producer == "nifi" or name != "nifi"]
+    needed = [
+        name
+        for name in ports
+        if (producer == "nifi" or name != "nifi") and (uis or name not in UI_PORTS)
+    ]
     for name in needed:
         if not port_is_free(ports[name]):
             raise LabError(
                 f"port {ports[name]} for {BY_NAME[name].what} is taken by another program: "
                 f"stop it (ss -ltnp | grep :{ports[name]}), or `make demo-reset` to pick new ports"
             )
-    if saved is None:
+    if saved != ports:  # a new lab, or one made before a port was added (the UIs')
         home.save_ports(ports)
+    if saved is None:
         log(f"new lab in {home.root}")
     else:
         log(f"lab in {home.root}: reusing its data")
-    return Lab(home, ports)
+    return Lab(home, ports, uis)
 
 
-def up(producer: str) -> int:
+def up(producer: str, uis: bool = True) -> int:
     """``make demo``: start everything, print where it is, a status line every 2 s, until
     Ctrl-C (or SIGTERM from ``make demo-down``); then stop everything, keeping the data."""
     if producer not in PRODUCERS:
         raise LabError(f"PRODUCER={producer!r}: expected one of {', '.join(PRODUCERS)}")
     home = layout()
-    lab = prepare(home, producer)
+    lab = prepare(home, producer, uis)
     processes.record(home.control_pid, os.getpid())
     signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
@@ -325,12 +382,14 @@ def up(producer: str) -> int:
 
 def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]]) -> None:
     home = lab.home
+    lab_servers.release_all(home)
     lab_servers.start(home, lab.ports)
     partitions = provision.ensure_topics(lab.bootstrap)
     log(f"topics: {', '.join(f'{t} ({n} partitions)' for t, n in partitions.items())}")
     log(f"schema: applied {', '.join(provision.apply_schema(lab.pg_params()))}")
     version = _server_version(lab)
     write_pgpass(lab)
+    ui_checks = start_uis(lab, children) if lab.uis else {}
 
     env = lab.child_env()
     api_cmd = [sys.executable, str(API_APP), "--host", HOST, "--port", str(lab.ports["quotes-api"])]
@@ -364,6 +423,8 @@ def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]])
         home.logs / "status.log",
         20,
     )
+    for name, (what, ready) in ui_checks.items():
+        _wait(what, ready, children[name], home.logs / f"{name}.log", UI_START_TIMEOUT_S)
     if producer == "nifi":
         lab_servers.start_nifi(home, lab.ports)
         which = (
@@ -389,9 +450,32 @@ def start(lab: Lab, producer: str, children: dict[str, subprocess.Popen[bytes]])
     log(which)
     log(f"logs: {home.logs}/ and {home.servers}/*.log")
     log(
-        "look inside: make demo-counts | demo-psql | demo-topic | demo-dlq    "
+        "look inside: make demo-counts | demo-psql | demo-mongo | demo-topic | demo-dlq    "
         "stop: Ctrl-C (or make demo-down), data kept; make demo-reset deletes it"
     )
+
+
+def start_uis(
+    lab: Lab, children: dict[str, subprocess.Popen[bytes]]
+) -> dict[str, tuple[str, Callable[[], bool]]]:
+    """Install (first run only) and spawn pgAdmin and mongo-express; returns how to tell each is
+    serving, for a wait once the pipeline has started: they boot while it does."""
+    home = lab.home
+    lab_uis.install()
+    express = lab_uis.mongo_express_instance(home, lab.ports["mongo-express"], lab.mongo_uri)
+    children["mongo-express"] = processes.spawn(
+        home,
+        "mongo-express",
+        express.COMMAND,
+        {**express.env, "STREAMLAB_LAB_DIR": str(home.root)},
+        mongo_express.install(),
+    )
+    admin = lab_uis.pgadmin_instance(home, lab.ports["pgadmin"], lab.pg_params())
+    command = admin.prepare(pgadmin.install())  # first start: setup-db, load-servers (seconds)
+    children["pgadmin"] = processes.spawn(
+        home, "pgadmin", command, {**admin.env, "STREAMLAB_LAB_DIR": str(home.root)}, admin.workdir
+    )
+    return {"mongo-express": ("mongo-express", express.answers), "pgadmin": ("pgAdmin", admin.ping)}
 
 
 def watch(lab: Lab, producer: str, children: Mapping[str, subprocess.Popen[bytes]]) -> None:
@@ -435,7 +519,14 @@ def cleanup(
     """
     children = children or {}
     first = {"producer": signal.SIGINT}  # the stand-in flushes and exits on Ctrl-C
-    limits = {"status": 10.0, "producer": 15.0, "consumer": 35.0, "quotes-api": 10.0}
+    limits = {
+        "pgadmin": 20.0,
+        "mongo-express": 20.0,
+        "status": 10.0,
+        "producer": 15.0,
+        "consumer": 35.0,
+        "quotes-api": 10.0,
+    }
 
     def stop_child(name: str) -> None:
         how = processes.stop(
@@ -453,6 +544,8 @@ def cleanup(
             lab_servers.stop(lab.home, lab.ports)
 
     steps = [
+        ("pgAdmin", lambda: stop_child("pgadmin")),
+        ("mongo-express", lambda: stop_child("mongo-express")),
         ("the status page", lambda: stop_child("status")),
         ("the producer", lambda: stop_child("producer")),
         ("NiFi", stop_nifi),
@@ -513,7 +606,7 @@ def reset(confirmed: bool) -> int:
     if not confirmed:
         print(
             f"This deletes ALL native lab data in {home.root} (Kafka, PostgreSQL, MongoDB, "
-            "NiFi). Type yes to continue: ",
+            "NiFi, pgAdmin). Type yes to continue: ",
             end="",
             flush=True,
         )

@@ -195,9 +195,54 @@ def silent(layout: Layout, ports: Mapping[str, int], nifi: bool) -> list[tuple[s
         ("PostgreSQL", ports["postgres"], run / "postgres" / "server.log"),
         ("FerretDB", ports["mongo"], run / "ferretdb.log"),
     ]
+    held = {name for harness, name in HELD_NAMES.items() if held_mark(layout, harness).exists()}
     if nifi:
         checks.append(("NiFi", ports["nifi"], nifi_home(layout) / "logs" / "nifi-app.log"))
-    return [(name, log_file) for name, port, log_file in checks if not _listening(port)]
+    return [
+        (name, log_file)
+        for name, port, log_file in checks
+        if name not in held and not _listening(port)
+    ]
+
+
+# --- a database stopped on purpose (make demo-stop) -----------------------------------------------
+
+# The compose service a person names (`docker compose stop postgres`) -> the harness's server.
+STOPPABLE = {"postgres": "postgres", "mongo": "ferretdb"}
+HELD_NAMES = {"postgres": "PostgreSQL", "ferretdb": "FerretDB"}  # as silent() names them
+
+
+def held_mark(layout: Layout, server: str) -> Path:
+    """Present while a person keeps ``server`` stopped: the lab's watch then lets it be silent."""
+    return layout.pids / f"{server}.stopped"
+
+
+def stop_one(layout: Layout, ports: Mapping[str, int], service: str) -> None:
+    """``make demo-stop SERVICE=postgres``: what ``docker compose stop postgres`` is to compose.
+
+    The mark goes down first, so the lab's watch never takes the stop for a crash."""
+    server = _stoppable(service)
+    held_mark(layout, server).touch()
+    run_step(f"stopping {service}", [*SERVERS, "stop", server], environment(layout, ports), 120)
+
+
+def start_one(layout: Layout, ports: Mapping[str, int], service: str) -> None:
+    """``make demo-start SERVICE=postgres``: start it again, with its data; the watch resumes."""
+    server = _stoppable(service)
+    run_step(f"starting {service}", [*SERVERS, "start", server], environment(layout, ports), 300)
+    held_mark(layout, server).unlink(missing_ok=True)
+
+
+def release_all(layout: Layout) -> None:
+    """A new start starts every server: no mark from an earlier run holds."""
+    for server in STOPPABLE.values():
+        held_mark(layout, server).unlink(missing_ok=True)
+
+
+def _stoppable(service: str) -> str:
+    if service not in STOPPABLE:
+        raise LabError(f"SERVICE={service!r}: make demo-stop and demo-start take postgres or mongo")
+    return STOPPABLE[service]
 
 
 # --- NiFi ----------------------------------------------------------------------------------------

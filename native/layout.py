@@ -54,7 +54,10 @@ PORTS: tuple[Port, ...] = (
     Port("nifi", 8443, 28443, "NiFi"),
     Port("metrics", None, 28000, "the consumer's /healthz and /metrics"),
     Port("status", 8088, 28088, "the status page"),
+    Port("pgadmin", 5050, 25050, "pgAdmin"),
+    Port("mongo-express", 8081, 28081, "mongo-express"),
 )
+UI_PORTS = ("pgadmin", "mongo-express")  # not needed by `make demo UIS=0`
 BY_NAME = {port.name: port for port in PORTS}
 
 
@@ -160,6 +163,11 @@ class Layout:
     @property
     def pgpass(self) -> Path:
         return self.root / "pgpass"
+
+    @property
+    def uis(self) -> Path:
+        """pgAdmin's and mongo-express's data, configuration and generated logins."""
+        return self.root / "uis"
 
     def saved_ports(self) -> dict[str, int] | None:
         if not self.config.exists():

@@ -11,7 +11,8 @@ It runs inside the ``dpage/pgadmin4`` image with that image's Python and standar
 before the image's own ``/entrypoint.sh`` (see ``entrypoint.sh``). The paths can be overridden by
 environment variables so the unit tests can run it against a temporary directory, and
 ``PGADMIN_SERVER_HOST``/``PGADMIN_SERVER_PORT`` point the server at another address (the UI test's
-native PostgreSQL); compose sets neither.
+native PostgreSQL, ``make demo``'s) and ``PGADMIN_SERVER_NAME`` renames it, so the demo's tree does
+not say "compose"; compose sets none of them.
 """
 
 from __future__ import annotations
@@ -42,16 +43,19 @@ def pgpass_escape(value: str) -> str:
 
 
 def render_servers(
-    template: Mapping[str, Any], user: str, database: str, address: Mapping[str, Any] | None = None
+    template: Mapping[str, Any],
+    user: str,
+    database: str,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the server list with every server's login user and maintenance DB from the env.
 
-    ``address`` (``Host``/``Port``) replaces the template's compose address; only a pgAdmin run
-    outside compose (the UI test) passes it.
+    ``overrides`` (``Host``/``Port``/``Name``) replace the template's compose address and name;
+    only a pgAdmin run outside compose (the UI test, ``make demo``) passes them.
     """
     servers: dict[str, Any] = {}
     for key, server in template["Servers"].items():
-        servers[key] = {**server, **(address or {}), "Username": user, "MaintenanceDB": database}
+        servers[key] = {**server, **(overrides or {}), "Username": user, "MaintenanceDB": database}
     return {"Servers": servers}
 
 
@@ -93,15 +97,17 @@ def main(environ: Mapping[str, str]) -> int:
     target = Path(environ.get("PGADMIN_SERVER_JSON_FILE", str(data_dir / "servers.json")))
 
     template = json.loads(template_path.read_text(encoding="utf-8"))
-    address: dict[str, Any] = {}
+    overrides: dict[str, Any] = {}
+    if environ.get("PGADMIN_SERVER_NAME"):
+        overrides["Name"] = environ["PGADMIN_SERVER_NAME"]
     if environ.get("PGADMIN_SERVER_HOST"):
-        address["Host"] = environ["PGADMIN_SERVER_HOST"]
+        overrides["Host"] = environ["PGADMIN_SERVER_HOST"]
     if environ.get("PGADMIN_SERVER_PORT"):
         if not environ["PGADMIN_SERVER_PORT"].isdigit():
             print("render_config: PGADMIN_SERVER_PORT must be a port number", file=sys.stderr)
             return 1
-        address["Port"] = int(environ["PGADMIN_SERVER_PORT"])
-    servers = render_servers(template, environ["POSTGRES_USER"], environ["POSTGRES_DB"], address)
+        overrides["Port"] = int(environ["PGADMIN_SERVER_PORT"])
+    servers = render_servers(template, environ["POSTGRES_USER"], environ["POSTGRES_DB"], overrides)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(servers, indent=2) + "\n", encoding="utf-8")
 

@@ -1,4 +1,4 @@
-"""mongo-express run natively, at the compose file's version, for the UI test.
+"""mongo-express run natively, at the compose file's version, for the UI test and ``make demo``.
 
 Why this is more than ``npm install mongo-express@1.0.2``: that command fails. The published
 package names one dependency by a GitHub branch (``bootstrap-paginator``) and one as a yarn
@@ -34,11 +34,24 @@ from native.servers.process import HarnessError, log, run, stop_child, wait_unti
 MONGO_EXPRESS_VERSION = "1.0.2"  # docker-compose.yml: mongo-express:1.0.2-20-alpine3.19
 PINS = Path(__file__).resolve().parent / "mongo-express"
 START_TIMEOUT_S = 60
+# The compose file's own settings that are not secrets or addresses (docker-compose.yml,
+# service mongo-express), for a run outside compose that cannot read it: ``make demo`` has no
+# Compose. The demo's browser walk checks they still agree with the file.
+COMPOSE_CONFIG = {"ME_CONFIG_MONGODB_ENABLE_ADMIN": "true", "ME_CONFIG_BASICAUTH": "true"}
+
+
+def _home() -> Path:
+    return cache_dir() / f"mongo-express-{MONGO_EXPRESS_VERSION}"
+
+
+def installed() -> bool:
+    """Whether :func:`install` has nothing left to do (the lab then skips its progress step)."""
+    return (_home() / ".complete").exists()
 
 
 def install() -> Path:
     """The package folder holding ``app.js`` and its built assets, made once per machine."""
-    home = cache_dir() / f"mongo-express-{MONGO_EXPRESS_VERSION}"
+    home = _home()
     build_once(home, lambda: _build(home))
     return home
 
@@ -81,9 +94,10 @@ class MongoExpress:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> MongoExpress:
-        home = install()
-        env = {
+    @property
+    def env(self) -> dict[str, str]:
+        """The server's environment: ``ME_CONFIG_*`` and the address, nothing else inherited."""
+        return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.workdir),
             "NODE_ENV": "production",
@@ -92,19 +106,24 @@ class MongoExpress:
             "VCAP_APP_HOST": "127.0.0.1",
             "PORT": str(self.port),
         }
+
+    COMMAND = ("node", "app.js")  # run in the package folder :func:`install` returns
+
+    def start(self) -> MongoExpress:
+        home = install()
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                ["node", "app.js"],
+                list(self.COMMAND),
                 cwd=home,
-                env=env,
+                env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        wait_until("mongo-express", self._answers, START_TIMEOUT_S, self.log_path, self.proc)
+        wait_until("mongo-express", self.answers, START_TIMEOUT_S, self.log_path, self.proc)
         return self
 
-    def _answers(self) -> bool:
+    def answers(self) -> bool:
         """Any HTTP answer (a 401 without credentials included) means it is serving."""
         try:
             with urllib.request.urlopen(f"{self.url}/", timeout=2):

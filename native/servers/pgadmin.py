@@ -32,11 +32,24 @@ REPO = Path(__file__).resolve().parents[2]  # the lab's pgadmin/: server list, r
 # Every package of the virtualenv, pinned (pgAdmin's own requirements are ranges).
 REQUIREMENTS = Path(__file__).resolve().parent / "pgadmin" / "requirements.txt"
 START_TIMEOUT_S = 90
+# The compose file's own pgAdmin settings that are not secrets or addresses
+# (docker-compose.yml, service pgadmin), for a run outside compose that cannot read it:
+# ``make demo`` has no Compose. The demo's browser walk checks they still agree with the file.
+COMPOSE_CONFIG = {"PGADMIN_CONFIG_MASTER_PASSWORD_REQUIRED": "False"}
+
+
+def _home() -> Path:
+    return cache_dir() / f"pgadmin4-{PGADMIN_VERSION}"
+
+
+def installed() -> bool:
+    """Whether :func:`install` has nothing left to do (the lab then skips its progress step)."""
+    return (_home() / ".complete").exists()
 
 
 def install() -> Path:
     """The virtualenv holding pgAdmin, created once per machine; returns its ``python``."""
-    home = cache_dir() / f"pgadmin4-{PGADMIN_VERSION}"
+    home = _home()
     python = home / "venv" / "bin" / "python"
 
     def create() -> None:
@@ -73,6 +86,8 @@ class Database:
     dbname: str
     user: str
     password: str
+    # The server's name in pgAdmin's tree; None keeps pgadmin/servers.json's.
+    name: str | None = None
 
 
 class PgAdmin:
@@ -101,7 +116,9 @@ class PgAdmin:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _env(self) -> dict[str, str]:
+    @property
+    def env(self) -> dict[str, str]:
+        """The server's and ``setup.py``'s environment: nothing inherited but ``PATH``."""
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.workdir),
@@ -145,42 +162,46 @@ class PgAdmin:
             "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
             "PGADMIN_SERVER_JSON_FILE": str(servers_json),
         }
+        if self.database.name:
+            env["PGADMIN_SERVER_NAME"] = self.database.name
         run([sys.executable, str(REPO / "pgadmin" / "render_config.py")], env=env)
         return servers_json
 
-    def start(self) -> PgAdmin:
-        python = install()
+    def prepare(self, python: Path) -> list[str]:
+        """Everything the image's entrypoint does before it serves; returns the server command.
+
+        As the entrypoint: the configuration and the server list's ``.pgpass`` at every start,
+        the login and the server list only on the first (an existing configuration database
+        keeps them, with whatever a user changed since).
+        """
         package = package_dir(python)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
-        env = self._env()
-        run([str(python), str(package / "setup.py"), "setup-db"], env=env, cwd=self.workdir)
+        env = self.env
+        first_start = not (self.data_dir / "pgadmin4.db").exists()
         servers_json = self._render_servers()
-        run(
-            [
-                str(python),
-                str(package / "setup.py"),
-                "load-servers",
-                str(servers_json),
-                "--user",
-                self.login.email,
-            ],
-            env=env,
-            cwd=self.workdir,
-        )
+        if first_start:
+            setup = [str(python), str(package / "setup.py")]
+            run([*setup, "setup-db"], env=env, cwd=self.workdir)
+            user = ["--user", self.login.email]
+            run([*setup, "load-servers", str(servers_json), *user], env=env, cwd=self.workdir)
+        return [str(python), str(package / "pgAdmin4.py")]
+
+    def start(self) -> PgAdmin:
+        command = self.prepare(install())
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(python), str(package / "pgAdmin4.py")],
-                env=env,
+                command,
+                env=self.env,
                 cwd=self.workdir,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        wait_until("pgAdmin", self._ping, START_TIMEOUT_S, self.log_path, self.proc)
+        wait_until("pgAdmin", self.ping, START_TIMEOUT_S, self.log_path, self.proc)
         return self
 
-    def _ping(self) -> bool:
+    def ping(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/misc/ping", timeout=2) as response:
                 return bool(response.status == 200)

@@ -9,7 +9,6 @@ system's headless Chromium.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import urllib.error
 import urllib.request
@@ -19,14 +18,13 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 
 from native.servers.endpoints import Endpoints
 from native.servers.mongo_express import MongoExpress
 from tests.integration.pipeline import free_port
 from tests.ui.browser import artifacts_dir, chromium, wait_for
 from tests.ui.conftest import Consumed
+from tests.ui.pages import mongo_express_collection
 
 pytestmark = [pytest.mark.integration, pytest.mark.ui]
 
@@ -63,11 +61,6 @@ def mongo_express(
         instance.stop()
 
 
-def shown(driver: WebDriver, selector: str) -> list[WebElement]:
-    """The elements matching ``selector`` that are on screen (menus hide copies of links)."""
-    return [e for e in driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed()]
-
-
 def status_without_credentials(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -83,25 +76,10 @@ def test_collection_page_shows_the_consumers_documents(
     assert status_without_credentials(f"{mongo_express.url}/") == 401
     user = mongo_express.config["ME_CONFIG_BASICAUTH_USERNAME"]
     password = mongo_express.config["ME_CONFIG_BASICAUTH_PASSWORD"]
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
     with chromium() as driver:
-        # Basic auth as a header on every request of the page (the browser's login dialog
-        # cannot be typed into from WebDriver).
-        driver.execute_cdp_cmd("Network.enable", {})
-        driver.execute_cdp_cmd(
-            "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
+        mongo_express_collection(
+            driver, mongo_express.url, (user, password), consumed.mongo_db, COLLECTION
         )
-        driver.get(f"{mongo_express.url}/")
-        database = wait_for(
-            f"database {consumed.mongo_db} on the index page",
-            lambda: shown(driver, f"a[href$='/db/{consumed.mongo_db}/']"),
-        )
-        database[0].click()
-        collection = wait_for(
-            f"collection {COLLECTION} on the database page",
-            lambda: shown(driver, f"a[href$='/db/{consumed.mongo_db}/{COLLECTION}']"),
-        )
-        collection[0].click()
         # Each document by its _id (the consumer's topic:partition:offset) and the start of its
         # quote: the list view cuts values longer than 50 characters.
         expected = {str(document["_id"]) for document in consumed.documents} | {

@@ -6,7 +6,8 @@ topic, its dead-letter topic, the consumer's group and fresh databases; the quot
 "not configured" in red, which the test checks as well; a harness NiFi already running
 (``make nifi``) is used, and its stage must then be green. The test checks what a learner relies
 on: the numbers on screen are the databases' and the topic's, and a stopped PostgreSQL turns its
-stage red within 10 s. The screenshot it takes is docs/status-page.png.
+stage red within 10 s. Its screenshot stays in the artifacts folder; the README shows the demo's
+(tests/ui/test_demo_tour.py).
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
 
 from native.servers import nifi as nifi_harness
 from native.servers.endpoints import Endpoints
@@ -40,6 +39,7 @@ from tests.integration.pipeline import (
 from tests.integration.pipeline import wait_for as wait_until
 from tests.integration.test_consumer import start_server, stop_server
 from tests.ui.browser import artifacts_dir, chromium, wait_for
+from tests.ui.pages import on_screen, topic_records
 
 pytestmark = [pytest.mark.integration, pytest.mark.ui]
 
@@ -55,17 +55,6 @@ def publish_steadily(bootstrap: str, topic: str) -> None:
         first = VALID + burst * STEADY_PER_BURST
         produce(bootstrap, topic, [quote_value(first + i) for i in range(STEADY_PER_BURST)])
         time.sleep(0.5)
-
-
-def topic_records(bootstrap: str, topic: str) -> int:
-    """End minus beginning offsets, summed over partitions: what the page should show."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        first, end = consumer.beginning_offsets(partitions), consumer.end_offsets(partitions)
-        return sum(end[tp] - first[tp] for tp in partitions)
-    finally:
-        consumer.close()
 
 
 def pg_count(endpoints: Endpoints, database: str) -> int:
@@ -84,18 +73,6 @@ def mongo_count(endpoints: Endpoints, database: str) -> int:
         return int(collection.count_documents({}))
     finally:
         collection.database.client.close()
-
-
-def on_screen(driver: WebDriver) -> dict[str, tuple[str, str]]:
-    """Each stage's (state, exact count) as the page shows them (data-count is the raw number)."""
-    found = {}
-    for card in driver.find_elements(By.CSS_SELECTOR, "section.stage"):
-        value = card.find_element(By.CSS_SELECTOR, ".value")
-        found[card.get_attribute("data-stage") or ""] = (
-            card.get_attribute("data-state") or "",
-            value.get_attribute("data-count") or "",
-        )
-    return found
 
 
 class StatusPage:

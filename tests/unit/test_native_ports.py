@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from native.layout import BY_NAME, PORTS, LabError, choose_ports
+from native.layout import BY_NAME, PORTS, UI_PORTS, LabError, choose_ports
 
 
 def free_except(*taken: int) -> Callable[[int], bool]:
@@ -71,3 +71,18 @@ def test_two_services_on_one_port_are_refused() -> None:
     environ = {"STREAMLAB_LAB_KAFKA_PORT": "5432"}
     with pytest.raises(LabError, match="given to several services"):
         choose_ports(None, environ, free_except(), picker())
+
+
+def test_the_web_uis_take_the_compose_ports_when_free_else_their_own() -> None:
+    free = choose_ports(None, {}, free_except(), picker())
+    assert (free["pgadmin"], free["mongo-express"]) == (5050, 8081)
+    taken = choose_ports(None, {}, free_except(5050, 8081), picker())
+    assert taken["pgadmin"] == BY_NAME["pgadmin"].own
+    assert taken["mongo-express"] == BY_NAME["mongo-express"].own
+
+
+def test_a_lab_saved_before_the_web_uis_keeps_its_ports_and_gains_theirs() -> None:
+    saved = {port.name: 50000 + i for i, port in enumerate(PORTS) if port.name not in UI_PORTS}
+    ports = choose_ports(saved, {}, free_except(), picker())
+    assert {name: ports[name] for name in saved} == saved
+    assert (ports["pgadmin"], ports["mongo-express"]) == (5050, 8081)
