@@ -20,7 +20,7 @@ import pytest
 from streamlab_status import settings
 from streamlab_status.history import History
 from streamlab_status.poller import Poller, ProbeSpec
-from streamlab_status.probes import STAGES, Reading, _find_processor
+from streamlab_status.probes import STAGES, NifiProbe, Reading, _find_processor
 from streamlab_status.server import StatusServer
 from streamlab_status.verdict import LAG_LOOKS, LAG_SERIES, STALL_S, judge
 
@@ -232,6 +232,20 @@ def test_a_failing_probe_turns_only_its_stages_red(serve: Callable[[Poller], str
     states = {stage["id"]: (stage["state"], stage["reason"]) for stage in snapshot["stages"]}
     assert states["postgres"][0] == "down" and "\n" not in states["postgres"][1]
     assert states["mongo"][0] == "ok" and states["topic"][0] == "ok"
+
+
+def test_a_server_left_out_of_the_lab_is_grey_not_red(serve: Callable[[Poller], str]) -> None:
+    """NiFi with its URL left empty (make demo's stand-in produces): "off", never "down"."""
+    loaded = settings.load(REQUIRED)
+    poller = Poller(fake_probes(nifi=NifiProbe(loaded)), refresh_s=2, timeout_s=1)
+    poller.look()
+    snapshot = json.loads(get(f"{serve(poller)}/api/status")[2])
+    states = {stage["id"]: (stage["state"], stage["reason"]) for stage in snapshot["stages"]}
+    assert states["nifi"] == (
+        "off",
+        "not in this lab: NIFI_API_URL is empty: the Python stand-in produces",
+    )
+    assert states["postgres"][0] == "ok"
 
 
 def test_logins_and_passwords_never_reach_the_page(serve: Callable[[Poller], str]) -> None:

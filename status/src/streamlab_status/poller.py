@@ -16,7 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from streamlab_status.history import History
-from streamlab_status.probes import STAGES, Reading
+from streamlab_status.probes import STAGES, NotInThisLab, Reading
 from streamlab_status.verdict import LAG_SERIES, judge
 
 # A probe: callable returning readings by stage; with the stages it is responsible for.
@@ -105,7 +105,8 @@ class Poller:
                 continue  # still running: left pending, not started again
             except Exception as exc:  # a server down: its stages are red, the rest go on
                 del self._pending[name]
-                readings.update({s: {"error": one_line(exc, self.secrets)} for s in stages})
+                error = {"error": one_line(exc, self.secrets), "off": isinstance(exc, NotInThisLab)}
+                readings.update({s: dict(error) for s in stages})
                 continue
             del self._pending[name]
             for stage in stages:

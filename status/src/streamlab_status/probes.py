@@ -43,6 +43,11 @@ from streamlab_status.settings import Settings
 STAGES = ("api", "nifi", "topic", "consumer", "postgres", "mongo", "dlq")
 
 
+class NotInThisLab(LookupError):
+    """The stage's server is not part of this lab (its URL is left empty): the page shows it
+    "off", in grey, rather than red, since nothing is wrong."""
+
+
 @dataclass
 class Reading:
     """What one look found for one stage: its headline count and the details to show."""
@@ -264,7 +269,7 @@ class NifiProbe:
 
     def __call__(self) -> dict[str, Reading]:
         if not self.settings.nifi_api_url:
-            raise LookupError("not configured (NIFI_API_URL is empty)")
+            raise NotInThisLab("NIFI_API_URL is empty: the Python stand-in produces")
         path = "/flow/process-groups/root/status?recursive=true"
         try:
             if self._token is None:
@@ -316,7 +321,7 @@ class QuotesApiProbe:
 
     def __call__(self) -> dict[str, Reading]:
         if not self.settings.quotes_api_url:
-            raise LookupError("not configured (QUOTES_API_URL is empty)")
+            raise NotInThisLab("QUOTES_API_URL is empty")
         started = time.monotonic()
         url = self.settings.quotes_api_url + "/healthz"
         with urllib.request.urlopen(url, timeout=self.settings.probe_timeout_s) as response:

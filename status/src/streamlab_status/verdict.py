@@ -11,6 +11,8 @@
     the stage's count did not move in that time: records wait that this store does not get;
   - NiFi: GetHTTP has not polled for ``POLL_STALE_S`` seconds (the page must have watched it
     that long first; it polls every 5 s when the flow runs).
+- **off** (grey): the stage's server is not part of this lab (NiFi when ``make demo``'s Python
+  stand-in produces): nothing to watch, nothing wrong.
 - **ok** otherwise. The quotes API, the topic and the dead-letter topic are only ever up or down.
 """
 
@@ -35,6 +37,8 @@ def judge(
     now: float,
 ) -> tuple[str, str]:
     """(state, reason) for one stage, from this look's readings and the recent history."""
+    if reading is not None and reading.get("off"):
+        return "off", f"not in this lab: {reading.get('error')}"
     if reading is None or reading.get("error"):
         return "down", (reading or {}).get("error") or "no answer"
     detail = reading.get("detail", {})

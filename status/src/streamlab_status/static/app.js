@@ -49,7 +49,7 @@ function ago(epoch, now) {
 
 function detailLines(stage, now) {
   const d = stage.detail || {};
-  if (stage.state === "down") return [];
+  if (stage.state === "down" || stage.state === "off") return [];
   switch (stage.id) {
     case "api":
       return [`/healthz answered in ${d.answer_ms} ms`];
@@ -85,7 +85,7 @@ function draw(snapshot) {
     if (!card) continue;
     card.className = `stage ${stage.state}`;
     card.dataset.state = stage.state;
-    card.querySelector(".badge").textContent = stage.state === "ok" ? "flowing" : stage.state;
+    card.querySelector(".badge").textContent = stage.state === "ok" ? "flowing" : stage.state === "off" ? "not in this lab" : stage.state;
     const value = card.querySelector(".value");
     const shown = stage.count === null ? (stage.id === "api" && stage.state === "ok" ? "up" : "–") : stage.count.toLocaleString();
     value.textContent = shown;
