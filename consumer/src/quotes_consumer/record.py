@@ -296,6 +296,8 @@ def _text_problem(value: str) -> str | None:
     """What PostgreSQL text and UTF-8 cannot hold in ``value``, if anything."""
     if "\x00" in value:
         return "contains a NUL character"
+    if value.isascii():  # a flag CPython keeps on the string: no surrogate, nothing to encode
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
