@@ -543,7 +543,8 @@ def test_pgadmin_render_config_writes_private_pgpass(tmp_path: Path) -> None:
 
 
 def test_pgadmin_render_config_can_point_elsewhere(tmp_path: Path) -> None:
-    """PGADMIN_SERVER_HOST/PORT (the UI test's native PostgreSQL) move the server and .pgpass."""
+    """PGADMIN_SERVER_HOST/PORT/NAME (the native PostgreSQL of make demo and the UI tests) move
+    the server and .pgpass, and name the server."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PGADMIN_DEFAULT_EMAIL": "admin@example.com",
@@ -552,6 +553,7 @@ def test_pgadmin_render_config_can_point_elsewhere(tmp_path: Path) -> None:
         "POSTGRES_PASSWORD": "pw",
         "PGADMIN_SERVER_HOST": "127.0.0.1",
         "PGADMIN_SERVER_PORT": "15432",
+        "PGADMIN_SERVER_NAME": "streamlab (demo postgres)",
         "STREAMLAB_PGADMIN_DATA_DIR": str(tmp_path),
         "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
         "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
@@ -561,6 +563,7 @@ def test_pgadmin_render_config_can_point_elsewhere(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     server = next(iter(json.loads((tmp_path / "servers.json").read_text())["Servers"].values()))
     assert (server["Host"], server["Port"]) == ("127.0.0.1", 15432)
+    assert (server["Name"], server["Group"]) == ("streamlab (demo postgres)", "streamlab")
     pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
     assert pgpass.read_text(encoding="utf-8") == "127.0.0.1:15432:*:lab:pw\n"
     bad = subprocess.run(

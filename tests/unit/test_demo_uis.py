@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,29 +11,6 @@ from native import lab_servers, lab_uis
 from native.layout import LabError, Layout
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_render_config_names_the_demo_server_and_keeps_the_pgpass(tmp_path: Path) -> None:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PGADMIN_DEFAULT_EMAIL": "admin@example.com",
-        "POSTGRES_USER": "lab",
-        "POSTGRES_DB": "quotes",
-        "POSTGRES_PASSWORD": "pw",
-        "PGADMIN_SERVER_HOST": "127.0.0.1",
-        "PGADMIN_SERVER_PORT": "25432",
-        "PGADMIN_SERVER_NAME": lab_uis.SERVER_NAME,
-        "STREAMLAB_PGADMIN_DATA_DIR": str(tmp_path),
-        "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
-        "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
-    }
-    script = [sys.executable, str(REPO / "pgadmin" / "render_config.py")]
-    result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    server = next(iter(json.loads((tmp_path / "servers.json").read_text())["Servers"].values()))
-    assert (server["Name"], server["Group"]) == (lab_uis.SERVER_NAME, "streamlab")
-    pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
-    assert pgpass.read_text(encoding="utf-8") == "127.0.0.1:25432:*:lab:pw\n"
 
 
 def test_logins_are_made_once_private_and_kept(tmp_path: Path) -> None:
