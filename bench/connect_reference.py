@@ -161,14 +161,22 @@ def main(argv: list[str]) -> int:
     os.execv(command[0], [*command, str(worker), *map(str, files)])
 
 
-def envelope_topic(ctx: Context, source_topic: str, total: int) -> str:
-    """A fresh topic holding ``source_topic``'s records in the envelope; the jars fetched."""
+def envelope_topic(ctx: Context, source_topic: str, total: int) -> tuple[str, list[float]]:
+    """A fresh topic holding ``source_topic``'s records in the envelope, and the mean bytes of
+    a record there and in ``source_topic``; the jars fetched beforehand."""
     install()  # not inside the timed child
     topic = ctx.scratch.topic("bench-connect-", ctx.partitions)
+    sizes = [0, 0]
+
+    def counted(count: int) -> Iterator[bytes]:
+        wrapped = envelopes(source_topic, ctx.partitions)(count)
+        for value, raw in zip(wrapped, values(count), strict=True):
+            sizes[0], sizes[1] = sizes[0] + len(raw), sizes[1] + len(value)
+            yield value
+
     with ctx.bar(total, f"publish {total:,} (envelopes)") as bar:
-        source = envelopes(source_topic, ctx.partitions)
-        publish(ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=source)
-    return topic
+        publish(ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=counted)
+    return topic, [size / total for size in sizes]
 
 
 def connect_run(ctx: Context, topic: str, total: int, *, timeout_s: float = 0) -> Run:
@@ -182,7 +190,7 @@ def connect_run(ctx: Context, topic: str, total: int, *, timeout_s: float = 0) -
     )
     groups = [f"connect-{child.group}-{name}" for name in CONNECTORS]
     needed = _committable(total, ctx.partitions)
-    ctx.scratch._groups.extend(groups)  # noqa: SLF001 -- deleted with the bench's own
+    ctx.scratch._groups.extend(groups)  # deleted with the bench's own groups
     try:
         with ctx.bar(total, "Kafka Connect") as bar:
 
