@@ -46,17 +46,18 @@ INSERT_ONE = "com.mongodb.kafka.connect.sink.writemodel.strategy.InsertOneDefaul
 FLUSH_MS = 1000  # offset.flush.interval.ms; Connect's default, 60 s, would end every run late
 CONNECTORS = ("jdbc", "mongo")
 _TYPES = {"text": "string", "integer": "int32", "bigint": "int64", "timestamptz": "string"}
-# One schema for every row: the consumer's columns, timestamps as RFC 3339 text.
+# One schema for every row: the consumer's columns, timestamps as RFC 3339 text; a field is
+# required unless it says otherwise, so only the two nullable ones do.
 SCHEMA = json.dumps(
     {
         "type": "struct",
-        "name": "quotes",
-        "optional": False,
         "fields": [
-            {"field": name, "type": _TYPES[kind], "optional": name in ("message_id", "image")}
+            {"field": name, "type": _TYPES[kind]}
+            | ({"optional": True} if name in ("message_id", "image") else {})
             for name, kind, _ in COLUMNS
         ],
-    }
+    },
+    separators=(",", ":"),
 )
 
 
@@ -101,7 +102,8 @@ def envelopes(topic: str, partitions: int) -> Source:
             row = {name: get(quote) for name, _, get in COLUMNS}
             for name in ("kafka_timestamp", "ingested_at"):
                 row[name] = row[name].isoformat() if row[name] is not None else None
-            yield f'{{"schema":{SCHEMA},"payload":{json.dumps(row)}}}'.encode()
+            payload = json.dumps(row, separators=(",", ":"))
+            yield f'{{"schema":{SCHEMA},"payload":{payload}}}'.encode()
 
     return source
 
