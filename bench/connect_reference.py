@@ -1,14 +1,10 @@
-"""The second peer: Kafka Connect 3.9.1, a standalone worker running two sinks, one task each,
-the Debezium JDBC sink into PostgreSQL and the MongoDB Kafka sink into FerretDB, over a copy of
-the bench's topic (how it is set up and why: ``bench/README.md``, *What is measured*).
+"""The second peer: a Kafka Connect 3.9.1 standalone worker with the Debezium JDBC sink and the
+MongoDB sink, over a copy of the bench's topic in JsonConverter's envelope (how and why:
+``bench/README.md``, *What is measured*).
 
 ``python -m bench.connect_reference --home H`` writes the worker's and connectors' settings from
-the consumer's environment variables (the Child's), then becomes the JVM (``exec``): the bench's
-CPU and peak-RSS readings of its pid are the worker's.
-
-The JDBC sink needs records with a schema, so the topic holds the consumer's rows (the bench
-runs the record contract on each record first) in JsonConverter's ``{"schema", "payload"}``
-envelope, the invalid records as they are (the worker skips them: ``errors.tolerance=all``).
+the consumer's environment variables, then becomes the JVM (``exec``): the bench's CPU and
+peak-RSS readings of its pid are the worker's.
 """
 
 from __future__ import annotations
@@ -43,22 +39,16 @@ JDBC_PLUGIN = "io.debezium:debezium-connector-jdbc:3.0.7.Final:tar.gz:plugin"
 MONGO_PLUGIN = "org.mongodb.kafka:mongo-kafka-connect:1.13.0:jar:all"
 PG_DRIVER = "org.postgresql:postgresql:42.7.4"
 INSERT_ONE = "com.mongodb.kafka.connect.sink.writemodel.strategy.InsertOneDefaultStrategy"
-FLUSH_MS = 1000  # offset.flush.interval.ms; Connect's default, 60 s, would end every run late
 CONNECTORS = ("jdbc", "mongo")
 _TYPES = {"text": "string", "integer": "int32", "bigint": "int64", "timestamptz": "string"}
-# One schema for every row: the consumer's columns, timestamps as RFC 3339 text; a field is
-# required unless it says otherwise, so only the two nullable ones do.
-SCHEMA = json.dumps(
-    {
-        "type": "struct",
-        "fields": [
-            {"field": name, "type": _TYPES[kind]}
-            | ({"optional": True} if name in ("message_id", "image") else {})
-            for name, kind, _ in COLUMNS
-        ],
-    },
-    separators=(",", ":"),
-)
+# One schema for every row: the consumer's columns, timestamps as RFC 3339 text; fields are
+# required unless marked optional.
+_NULLABLE = ("message_id", "image")
+_FIELDS = [
+    {"field": name, "type": _TYPES[kind]} | ({"optional": True} if name in _NULLABLE else {})
+    for name, kind, _ in COLUMNS
+]
+SCHEMA = json.dumps({"type": "struct", "fields": _FIELDS}, separators=(",", ":"))
 
 
 def install() -> Path:
@@ -90,8 +80,8 @@ def install() -> Path:
 
 
 def envelopes(topic: str, partitions: int) -> Source:
-    """A :data:`bench.workload.Source`: the records of ``topic`` (as :func:`values` makes them)
-    as rows in the envelope, each carrying the original record's coordinates."""
+    """A :data:`bench.workload.Source`: each valid record of ``topic`` as the consumer's row (its
+    coordinates included) in the envelope; each invalid one as it is, which the worker skips."""
 
     def source(total: int) -> Iterator[bytes]:
         for index, value in enumerate(values(total)):
@@ -123,7 +113,7 @@ def main(argv: list[str]) -> int:
             "value.converter": "org.apache.kafka.connect.json.JsonConverter",
             "value.converter.schemas.enable": "true",
             "offset.storage.file.filename": home / "offsets",
-            "offset.flush.interval.ms": FLUSH_MS,
+            "offset.flush.interval.ms": 1000,  # the default, 60 s, would end each run late
             "plugin.path": install_dir / "plugins",
             "listeners": "http://127.0.0.1:0",
         },
@@ -165,23 +155,17 @@ def main(argv: list[str]) -> int:
 
 def envelope_topic(ctx: Context, source_topic: str, total: int) -> tuple[str, list[float]]:
     """A fresh topic holding ``source_topic``'s records in the envelope, and the mean bytes of
-    a record there and in ``source_topic``; the jars fetched beforehand."""
+    a record in each (of the first 1,000); the jars fetched beforehand."""
     install()  # not inside the timed child
     topic = ctx.scratch.topic("bench-connect-", ctx.partitions)
-    sizes = [0, 0]
-
-    def counted(count: int) -> Iterator[bytes]:
-        wrapped = envelopes(source_topic, ctx.partitions)(count)
-        for value, raw in zip(wrapped, values(count), strict=True):
-            sizes[0], sizes[1] = sizes[0] + len(raw), sizes[1] + len(value)
-            yield value
-
+    source = envelopes(source_topic, ctx.partitions)
     with ctx.bar(total, f"publish {total:,} (envelopes)") as bar:
-        publish(ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=counted)
-    return topic, [size / total for size in sizes]
+        publish(ctx.endpoints.kafka, topic, total, ctx.partitions, progress=bar, source=source)
+    sample = min(total, 1000)
+    return topic, [sum(map(len, made(sample))) / sample for made in (values, source)]
 
 
-def connect_run(ctx: Context, topic: str, total: int, *, timeout_s: float = 0) -> Run:
+def connect_run(ctx: Context, topic: str, total: int) -> Run:
     """Kafka Connect over ``topic`` (:func:`envelope_topic`), into fresh databases, until both
     connectors' groups have committed every record; its first record is the first row's
     ``written_at`` in PostgreSQL (the MongoDB sink leaves no write time)."""
@@ -201,7 +185,7 @@ def connect_run(ctx: Context, topic: str, total: int, *, timeout_s: float = 0) -
                 bar.update(max(0, committed - bar.n))
                 return committed >= needed
 
-            done_at = child.wait_until("Connect's commits", done, timeout_s or 120 + total / 300)
+            done_at = child.wait_until("Connect's commits", done, 120 + total / 300)
     except WaitTimeout as error:
         done_at, result.finished = time.time(), False
         result.problems.append(str(error).splitlines()[0])

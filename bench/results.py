@@ -40,9 +40,8 @@ SINKS_OF: dict[str, tuple[str, ...]] = {
 class Run:
     """One run of a program over a topic: the consumer (``mode`` both, postgres or mongo), Quix
     Streams (``mode``: the sink it wrote), Kafka Connect (``connect``) or the naive consumer
-    (``mode`` naive). What a program
-    does not give stays nan or empty: Quix's rows carry no write time for latency, and the naive
-    one times itself."""
+    (``mode`` naive). What a program does not give stays nan or empty: Quix's rows carry no
+    write time for latency, and the naive one times itself."""
 
     mode: str
     records: int
@@ -103,10 +102,6 @@ class SizeResult:
     @property
     def quix_rate(self) -> float:
         return median(q.throughput for q in self.quix)
-
-    @property
-    def connect_rate(self) -> float:
-        return median(c.throughput for c in self.connect)
 
     def smallest_ceiling(self, mode: str = "both") -> tuple[str, float]:
         """The slowest server the mode uses: Kafka, plus the mode's sinks."""
