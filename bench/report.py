@@ -570,6 +570,11 @@ def _bounds_section(results: Results) -> list[str]:
                 f"({_num(seconds, 1)} s) can be the wait for its last checkpoint "
                 f"({QUIX_COMMIT_INTERVAL_S:.0f} s apart)."
             )
+        if connect := [c for c in size.connect if c.finished]:
+            lines.append(
+                f"- {size.size:,}, Kafka Connect: up to {_percent(1, _of(connect, 'seconds'))} % "
+                "of its median run can be the wait for its last offset commit (1 s apart)."
+            )
     default = results.default_latency()
     if default is not None:
         label, runs = default
