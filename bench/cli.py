@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench import ceilings, environment, report
+from bench import ceilings, connect_reference, environment, report
 from bench.infra import RESULTS_DIR, BenchError, Context, Scratch, load_endpoints
 from bench.results import SINKS_OF, Results, Run, SizeResult, from_json, to_json
 from bench.runs import consumer_run, naive_run, quix_run
@@ -76,6 +76,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         text = f"CONSUMER_{setting}{also} (default: the consumer's)"
         add("--" + setting.lower().replace("_", "-"), type=int, default=default, help=text)
     add("--no-profile", action="store_true", help="skip the pyinstrument run")
+    add("--no-connect", action="store_true", help="skip Kafka Connect (a JVM, ~10 s a run)")
     add("--out", type=Path, default=RESULTS_DIR, help="report directory")
     add("--no-progress", action="store_true", help="no progress bars")
     add(
@@ -188,6 +189,11 @@ def _measure_size(
             _say(f"{size:,} {mode} {repeat}/{args.repeats}", run)
         result.quix.append(quix_run(ctx, topic, size, "postgres"))
         _say(f"{size:,} Quix Streams PostgreSQLSink {repeat}/{args.repeats}", result.quix[-1])
+    if not args.no_connect:
+        envelopes, result.connect_bytes = connect_reference.envelope_topic(ctx, topic, size)
+        for repeat in range(1, args.repeats + 1):
+            result.connect.append(connect_reference.connect_run(ctx, envelopes, size))
+            _say(f"{size:,} Kafka Connect {repeat}/{args.repeats}", result.connect[-1])
     for repeat in range(1, args.repeats + 1):
         result.naive.append(naive_run(ctx, topic, result.naive_limit))
         _say(f"{size:,} naive {repeat}/{args.repeats}", result.naive[-1])

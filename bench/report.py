@@ -100,6 +100,7 @@ def markdown(results: Results) -> str:
         _throughput_section,
         _cpu_section,
         _reference_section,
+        _connect_section,
         _latency_section,
         _targets_section,
         _profile_section,
@@ -136,6 +137,7 @@ def _throughput_section(results: Results) -> list[str]:
         (f"{s.size:,} {mode}", runs) for s in results.sizes for mode, runs in s.consumer.items()
     ]
     labelled += [(f"{s.size:,} Quix Streams", s.quix) for s in results.sizes]
+    labelled += [(f"{s.size:,} Kafka Connect", s.connect) for s in results.sizes]
     labelled += [("~60 KB records", [results.big_records])] if results.big_records else []
     problems = [f"{label}: {p}" for label, runs in labelled for run in runs for p in run.problems]
     complete = (
@@ -226,6 +228,32 @@ def _reference_section(results: Results) -> list[str]:
     return section + _big_records_section(results, results.big_records)
 
 
+def _connect_section(results: Results) -> list[str]:
+    """Kafka Connect beside the consumer, both sinks; nothing when it was not measured."""
+    rows = []
+    for size in (s for s in results.sizes if s.connect):
+        ours = size.consumer.get("both", [])
+        for name, runs, at in (("consumer", ours, 0), ("Kafka Connect", size.connect, 1)):
+            cpu = _of(runs, "cpu_s")
+            rows.append(
+                [f"{size.size:,}", name]
+                + [_with_range([getattr(r, a) for r in runs]) for a in ("throughput", "from_start")]
+                + [_num(_of(runs, a), 2) for a in ("startup_s", "seconds")]
+                + [_num(cpu, 2), _num(cpu / size.size * 1e6), _num(_of(runs, "peak_rss_mb"), 1)]
+                + [_num(size.connect_bytes[at]) if size.connect_bytes else "n/a"]
+            )
+    if not rows:
+        return []
+    columns = ["records:", "program", "records/s after first record:", "records/s from start:"]
+    columns += ["start-up s:", "run s:", "CPU s:", "CPU ms per 1k rec:", "peak RSS MB:"]
+    return _section(
+        "Beside Kafka Connect (both databases)",
+        _table([*columns, "bytes per record:"], rows),
+        "Kafka Connect 3.9.1 (Debezium JDBC sink, MongoDB sink with `InsertOneDefaultStrategy`; "
+        "how: `bench/README.md`) reads the rows in an envelope: **its records are larger**.",
+    )
+
+
 def _quix_mongo(results: Results) -> str:
     run = results.quix_mongo
     if run is None:
@@ -311,6 +339,7 @@ class Bound:
 # The targets, the one place they are set: issue 11's, then the ones kept from earlier issues.
 CONCURRENT_SHARE = Bound(0.85, True, ">= {:.0%}")  # both sinks / concurrent raw-write ceiling
 X_QUIX = Bound(2.0, True, ">= {:.0f}x")  # PostgreSQL only / Quix Streams PostgreSQLSink
+X_CONNECT = Bound(1.3, True, ">= {:.1f}x")  # both / Kafka Connect, after first records
 P50_MS = Bound(15.0, False, "<= {:.0f} ms")
 P99_MS = Bound(100.0, False, "<= {:.0f} ms")
 RSS_MB = Bound(150.0, False, "<= {:.0f} MB")
@@ -365,6 +394,20 @@ def targets(results: Results) -> list[Target]:
                 f"{_num(x_quix, 2)}x ({_num(postgres)} rec/s)",
                 f"Quix Streams 3.28.1 PostgreSQLSink: {_rate(size.quix_rate)}",
                 f"{_short(size.size)} postgres /\nQuix",
+            )
+        )
+    for size in (s for s in results.sizes if s.connect):
+        both = size.median_throughput("both")
+        connect = _of(size.connect, "throughput")
+        x_connect = _ratio(both, connect)
+        found.append(
+            Target(
+                f"{size.size:,}: both databases vs Kafka Connect, after first records",
+                X_CONNECT,
+                x_connect,
+                f"{_num(x_connect, 2)}x ({_num(both)} rec/s)",
+                f"Kafka Connect 3.9.1: {_rate(connect)}",
+                f"{_short(size.size)} both /\nConnect",
             )
         )
     default = results.default_latency()
@@ -527,6 +570,11 @@ def _bounds_section(results: Results) -> list[str]:
                 f"({_num(seconds, 1)} s) can be the wait for its last checkpoint "
                 f"({QUIX_COMMIT_INTERVAL_S:.0f} s apart)."
             )
+        if connect := [c for c in size.connect if c.finished]:
+            lines.append(
+                f"- {size.size:,}, Kafka Connect: up to {_percent(1, _of(connect, 'seconds'))} % "
+                "of its median run can be the wait for its last offset commit (1 s apart)."
+            )
     default = results.default_latency()
     if default is not None:
         label, runs = default
@@ -571,6 +619,11 @@ def _throughput_chart(axes: Any, results: Results) -> None:
     ]
     series += [
         ("Quix Streams, postgres", lambda s: s.quix_rate, ".."),
+        *[
+            (f"Kafka Connect, both{how}", lambda s, a=a: _of(s.connect, a), "xx")
+            for how, a in (("", "throughput"), (", from start", "from_start"))
+            if any(s.connect for s in results.sizes)
+        ],
         ("naive consumer", lambda s: s.naive_rate, None),
         ("raw: both at once", lambda s: s.median_ceiling("concurrent"), "//"),
         ("raw: PostgreSQL alone", lambda s: s.median_ceiling("postgres"), "//"),

@@ -39,9 +39,9 @@ SINKS_OF: dict[str, tuple[str, ...]] = {
 @dataclass
 class Run:
     """One run of a program over a topic: the consumer (``mode`` both, postgres or mongo), Quix
-    Streams (``mode``: the sink it wrote) or the naive consumer (``mode`` naive). What a program
-    does not give stays nan or empty: Quix's rows carry no write time for latency, and the naive
-    one times itself."""
+    Streams (``mode``: the sink it wrote), Kafka Connect (``connect``) or the naive consumer
+    (``mode`` naive). What a program does not give stays nan or empty: Quix's rows carry no
+    write time for latency, and the naive one times itself."""
 
     mode: str
     records: int
@@ -63,6 +63,11 @@ class Run:
         """Records per second over the run's window (nan when nothing was timed)."""
         return self.records / self.seconds if self.seconds > 0 else math.nan
 
+    @property
+    def from_start(self) -> float:
+        """Records per second from the process's start, its start-up included."""
+        return self.records / (self.seconds + self.startup_s) if self.seconds > 0 else math.nan
+
 
 def median(values: Iterable[float]) -> float:
     found = [v for v in values if not math.isnan(v)]
@@ -81,6 +86,8 @@ class SizeResult:
     ceilings: dict[str, list[float]] = field(default_factory=dict)
     quix: list[Run] = field(default_factory=list)  # PostgreSQLSink
     concurrent_cpu: list[CpuUsage] = field(default_factory=list)  # of the concurrent ceiling
+    connect: list[Run] = field(default_factory=list)  # Kafka Connect, both sinks
+    connect_bytes: list[float] = field(default_factory=list)  # mean record: ours, its envelope
 
     def median_throughput(self, mode: str) -> float:
         return median(r.throughput for r in self.consumer.get(mode, []))

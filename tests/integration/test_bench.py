@@ -36,6 +36,7 @@ def test_quick_benchmark_writes_a_complete_report(endpoints: Endpoints, tmp_path
     for row in (
         "both databases vs the concurrent raw ceiling",
         "PostgreSQL only vs Quix Streams",
+        "both databases vs Kafka Connect, after first records",
         "p50 latency at 1,000 rec/s, both sinks, default settings",
         "p99 latency at 1,000 rec/s, both sinks, default settings",
         "consumer peak RSS, ~60 KB records, default batch settings",
@@ -44,5 +45,6 @@ def test_quick_benchmark_writes_a_complete_report(endpoints: Endpoints, tmp_path
         assert "not measured" not in line, line
     assert "Quix Streams MongoDBSink, measured once on a topic of its own: **" in report
     assert "## Memory with large records" in report
+    assert "## Beside Kafka Connect (both databases)" in report
     assert (tmp_path / "latest.png").stat().st_size > 10_000
     assert (tmp_path / "latest.json").exists()
