@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -27,7 +26,7 @@ from bench.infra import Context
 from bench.results import Run
 from bench.runs import Child, WaitTimeout
 from bench.workload import Source, _transformed, counts, is_valid, publish, values
-from native.servers.cache import build_once, cache_dir
+from native.servers.cache import build_once, cache_dir, unpack
 from native.servers.kafka import write_log4j, write_properties
 from native.servers.process import HarnessError, java, log, run
 from quotes_consumer.settings import load
@@ -69,8 +68,7 @@ def install() -> Path:
             run([*mvn, "dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={folder}"])
             if folder == home:  # not dependency:unpack, whose markers beside the pom go stale
                 (tarball,) = home.glob("*.tar.gz")
-                with tarfile.open(tarball) as archive:
-                    archive.extractall(plugins, filter="data")
+                unpack(tarball, plugins)
         for old in jdbc.glob("postgresql-*.jar"):
             if not old.name.startswith("postgresql-42.7.4"):
                 old.unlink()

