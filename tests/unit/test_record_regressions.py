@@ -165,6 +165,46 @@ def test_a_rejection_detail_stays_short_whatever_the_field_name() -> None:
     assert len(error.detail) < 500
 
 
+def test_a_rejection_detail_stays_short_for_a_deep_path_of_escaped_names() -> None:
+    """Found by the fuzzer: each name was cut to 40 characters before escaping, so names of
+    supplementary code points (ten characters each as ``\\U000f0f0f``) three levels deep made
+    a 1,050-character detail; at ``MAX_DEPTH`` levels it could pass 14,000."""
+    name = "\U000f0f0f" * 100
+    value: object = "\x00"
+    for _ in range(record.MAX_DEPTH - 1):
+        value = {name: value}
+    error = rejection(quote_with(b'"x": ' + json.dumps(value).encode()))
+    assert error.reason == "invalid_text"
+    assert len(error.detail) < 500, len(error.detail)
+    assert "levels)" in error.detail and "(100 chars)" in error.detail
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(min_size=1, max_size=120),
+            st.text(min_size=40).map(lambda s: s * 3),  # names past the cut, often
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=record.MAX_DEPTH - 1,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_a_rejection_detail_is_short_and_readable_whatever_the_path(
+    path: list[str | int],
+) -> None:
+    """Any path of names and list indexes down to a NUL: the detail names it in a bounded,
+    UTF-8-encodable text, or the record is refused earlier for one of its names."""
+    value: object = "\x00"
+    for step in reversed(path):
+        value = [None] * step + [value] if isinstance(step, int) else {step: value}
+    error = rejection(quote_with(b'"x": ' + json.dumps(value).encode()))
+    assert error.reason in {"invalid_text", "invalid_field_name"}, error
+    assert len(error.detail) < 500, len(error.detail)
+    error.detail.encode("utf-8")
+
+
 # --- dead_letter ---------------------------------------------------------------------------------
 
 

@@ -42,8 +42,10 @@ MAX_INTEGER_DIGITS = 640
 # What no URL holds unescaped: whitespace (``str.isspace``, which ``\s`` matches in a str
 # pattern) and control characters (category Cc: C0, DEL and C1).
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-# How much of a field name a rejection's detail shows.
+# How much of a field's path a rejection's detail shows: characters of each name (escapes
+# counted as written), and names of a deep path.
 MAX_SHOWN_NAME_CHARS = 40
+MAX_SHOWN_STEPS = 6
 # The header NiFi fills from each FlowFile's uuid attribute (PublishKafka's attribute-name regex).
 MESSAGE_ID_HEADER = "uuid"
 MAX_MESSAGE_ID_BYTES = 200
@@ -379,18 +381,31 @@ FieldPath = tuple[str | int, ...]
 
 
 def _shown(path: FieldPath) -> str:
-    """A path as a detail shows it, e.g. ``tags[2].name``: names cut to a few characters, and
-    written with ``repr``'s escapes, so that a lone surrogate, a NUL or a newline in a name is
-    visible, and the detail stays valid UTF-8 for a log line or a dead-letter header."""
-    shown = []
-    for step in path:
-        if isinstance(step, int):
-            shown.append(f"[{step}]")
-            continue
-        name = repr(step[:MAX_SHOWN_NAME_CHARS])[1:-1]
-        if len(step) > MAX_SHOWN_NAME_CHARS:
-            name += f"...({len(step)} chars)"
-        shown.append(name if not shown else f".{name}")
+    """A path as a detail shows it, e.g. ``tags[2].name``. Names are written with ``repr``'s
+    escapes, so that a lone surrogate, a NUL or a newline in a name is visible and the detail
+    stays valid UTF-8 for a log line or a dead-letter header. Each name is cut to a few escaped
+    characters and a deep path to its two ends, so the detail stays short whatever the path: an
+    escape takes up to ten characters, and a path may be ``MAX_DEPTH`` names deep."""
+    steps = [f"[{step}]" if isinstance(step, int) else f".{_shown_name(step)}" for step in path]
+    if len(steps) > MAX_SHOWN_STEPS:
+        head = MAX_SHOWN_STEPS // 2
+        tail = MAX_SHOWN_STEPS - head
+        steps[head:-tail] = [f"...({len(steps) - MAX_SHOWN_STEPS} levels)"]
+    return "".join(steps).removeprefix(".")
+
+
+def _shown_name(name: str) -> str:
+    """At most ``MAX_SHOWN_NAME_CHARS`` characters of a name's escaped form, never cutting an
+    escape in two, and the name's length when it was cut."""
+    shown, width = [], 0
+    for char in name[:MAX_SHOWN_NAME_CHARS]:
+        escaped = repr(char)[1:-1]
+        if width + len(escaped) > MAX_SHOWN_NAME_CHARS:
+            break
+        shown.append(escaped)
+        width += len(escaped)
+    if len(shown) < len(name):
+        shown.append(f"...({len(name)} chars)")
     return "".join(shown)
 
 
