@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 from native.servers import golang
+from native.servers.process import answer
 
 COMPOSE_MODULE = "github.com/docker/compose/v2"
 COMPOSE_VERSION = "v2.40.3"
@@ -79,18 +80,7 @@ def binary_path(version: str = COMPOSE_VERSION) -> Path:
 
 def probe(binary: Path) -> str | None:
     """Return the binary's short version if it runs, else None (missing, truncated, wrong arch)."""
-    try:
-        result = subprocess.run(
-            [str(binary), "version", "--short"],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    version = result.stdout.strip()
-    return version if result.returncode == 0 and version else None
+    return answer([str(binary), "version", "--short"], timeout_s=PROBE_TIMEOUT_S)
 
 
 def find() -> Path | None:

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from native.servers.process import answer
+
 # The Go release fetched when the Go on PATH is older than asked for: the one release the module
 # proxy serves here as golang.org/toolchain (newer than anything the lab builds needs).
 GO_TOOLCHAIN = "go1.27.3"
@@ -52,20 +54,11 @@ def _output(cmd: list[str], *, cwd: Path | None, timeout: int) -> str:
 
 def go_version(go: str) -> tuple[int, ...] | None:
     """``go1.19.8`` -> (1, 19, 8); None if ``go`` does not run or says something else."""
-    try:
-        result = subprocess.run(
-            [go, "env", "GOVERSION"],
-            env=go_env(),
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = result.stdout.strip().removeprefix("go")
+    text = (
+        answer([go, "env", "GOVERSION"], env=go_env(), timeout_s=PROBE_TIMEOUT_S) or ""
+    ).removeprefix("go")
     numbers = text.split("-")[0].split(" ")[0].split(".")
-    if result.returncode != 0 or not all(part.isdigit() for part in numbers):
+    if not all(part.isdigit() for part in numbers):
         return None
     return tuple(int(part) for part in numbers)
 

@@ -91,6 +91,19 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def answer(cmd: list[str], env: dict[str, str] | None = None, timeout_s: float = 30) -> str | None:
+    """What a short command prints, stripped; None if it cannot start, runs past ``timeout_s``,
+    fails or prints nothing. For asking a binary its version: a missing, truncated or
+    wrong-architecture one answers None instead of raising."""
+    try:
+        result = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None
+
+
 def spawn(name: str, cmd: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a long-running server in its own session, logging to ``<run>/<name>.log``."""
     logfile = run_dir() / f"{name}.log"

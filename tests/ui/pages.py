@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 SERVER_GROUP = "streamlab"  # pgadmin/servers.json
 # The README's first query in "Query PostgreSQL".
 README_QUERY_START = "SELECT kafka_timestamp, character, quote, word_count"
+# How soon a stage turns red once its server stops (the README's promise for the status page).
+RED_WITHIN_S = 10.0
 
 
 def readme_query() -> str:
@@ -179,6 +181,18 @@ def topic_records(bootstrap: str, topic: str) -> int:
         return sum(end[tp] - first[tp] for tp in partitions)
     finally:
         consumer.close()
+
+
+def wait_stage_red(driver: WebDriver, stage: str) -> None:
+    """Called as ``stage``'s server stops: wait, at most ``RED_WITHIN_S``, for its card to say
+    the server is away (down, or behind when it was caught mid-batch), and log how long."""
+    since = time.monotonic()
+    wait_for(
+        f"the {stage} stage to turn red",
+        lambda: on_screen(driver)[stage][0] in ("down", "behind"),
+        RED_WITHIN_S,
+    )
+    print(f"{stage} stage red {time.monotonic() - since:.1f} s after its server stopped")
 
 
 def on_screen(driver: WebDriver) -> dict[str, tuple[str, str]]:

@@ -34,6 +34,7 @@ from tests.ui.pages import (
     shown,
     topic_records,
     total_rows,
+    wait_stage_red,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.ui]
@@ -41,7 +42,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.ui]
 UP_TIMEOUT_S = 120.0  # warm caches: seconds (docs/without-docker.md); CI installs the UIs first
 README_ROWS = 20  # the README's first query: LIMIT 20
 CHARACTER = "Nell Huckabee"  # the README's Advanced query
-RED_WITHIN_S = 10.0
 # The stages the stand-in producer's lab has; NiFi's is grey, "not in this lab", unless
 # PRODUCER=nifi.
 PIPELINE = ("api", "topic", "consumer", "postgres", "mongo", "dlq")
@@ -189,13 +189,7 @@ def walk(driver: WebDriver, demo: Demo, who: lab_uis.Logins) -> None:
     stop = demo.make("demo-stop", "SERVICE=postgres")
     assert stop.returncode == 0, stop.stdout + stop.stderr
     try:
-        stopped = time.monotonic()
-        wait_for(
-            "the PostgreSQL stage to turn red",
-            lambda: on_screen(driver)["postgres"][0] in ("down", "behind"),
-            RED_WITHIN_S,
-        )
-        print(f"PostgreSQL stage red {time.monotonic() - stopped:.1f}s after make demo-stop")
+        wait_stage_red(driver, "postgres")
         topic_then = servers_counts(demo)["topic"]
         wait_until(
             "new records while PostgreSQL is away",

@@ -66,6 +66,14 @@ def scrubbed_env(tmp_home: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_home)}
 
 
+def run(cmd: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+    """A tool the rules drive, its output as text: bounded (60 s unless ``timeout`` says), its
+    exit status left to the caller."""
+    return subprocess.run(
+        cmd, **{"capture_output": True, "text": True, "timeout": 60, "check": False, **options}
+    )
+
+
 def run_config(
     binary: Path,
     env_file: Path,
@@ -74,7 +82,7 @@ def run_config(
     profiles: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``docker compose config`` on ``files`` (the main file, then any overrides, in order)."""
-    return subprocess.run(
+    return run(
         [
             str(binary),
             "--project-directory",
@@ -88,10 +96,7 @@ def run_config(
         ],
         cwd=REPO,
         env=scrubbed_env(env_file.parent),
-        capture_output=True,
-        text=True,
         timeout=CONFIG_TIMEOUT_S,
-        check=False,
     )
 
 
@@ -525,14 +530,7 @@ def test_pgadmin_render_config_writes_private_pgpass(tmp_path: Path) -> None:
         "STREAMLAB_PGADMIN_TEMPLATE": str(REPO / "pgadmin" / "servers.json"),
         "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
     }
-    result = subprocess.run(
-        [sys.executable, str(REPO / "pgadmin" / "render_config.py")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run([sys.executable, str(REPO / "pgadmin" / "render_config.py")], env=env)
     assert result.returncode == 0, result.stderr
     rendered = json.loads((tmp_path / "servers.json").read_text(encoding="utf-8"))
     server = next(iter(rendered["Servers"].values()))
@@ -559,20 +557,14 @@ def test_pgadmin_render_config_can_point_elsewhere(tmp_path: Path) -> None:
         "PGADMIN_SERVER_JSON_FILE": str(tmp_path / "servers.json"),
     }
     script = [sys.executable, str(REPO / "pgadmin" / "render_config.py")]
-    result = subprocess.run(script, env=env, capture_output=True, text=True, timeout=30)
+    result = run(script, env=env)
     assert result.returncode == 0, result.stderr
     server = next(iter(json.loads((tmp_path / "servers.json").read_text())["Servers"].values()))
     assert (server["Host"], server["Port"]) == ("127.0.0.1", 15432)
     assert (server["Name"], server["Group"]) == ("streamlab (demo postgres)", "streamlab")
     pgpass = tmp_path / "storage" / "admin_example.com" / ".pgpass"
     assert pgpass.read_text(encoding="utf-8") == "127.0.0.1:15432:*:lab:pw\n"
-    bad = subprocess.run(
-        script,
-        env={**env, "PGADMIN_SERVER_PORT": "5432x"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    bad = run(script, env={**env, "PGADMIN_SERVER_PORT": "5432x"})
     assert bad.returncode == 1 and "PGADMIN_SERVER_PORT" in bad.stderr
 
 
@@ -627,14 +619,7 @@ def fake_kafka(tmp_path: Path) -> dict[str, str]:
 
 
 def run_kafka_init(env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(REPO / "kafka" / "create-topics.sh")],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run(["bash", str(REPO / "kafka" / "create-topics.sh")], env=dict(env))
 
 
 def test_kafka_init_creates_topics_idempotently(fake_kafka: dict[str, str]) -> None:
@@ -697,13 +682,9 @@ def run_mongo_init(tmp_path: Path, env: Mapping[str, str]) -> subprocess.Complet
     assert node, "node not found: .ci/run installs Node.js"
     harness = tmp_path / "fake-mongosh.js"
     harness.write_text(FAKE_MONGOSH, encoding="utf-8")
-    return subprocess.run(
+    return run(
         [node, str(harness), str(REPO / "mongo" / "create-consumer-user.js")],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
 
@@ -1047,13 +1028,9 @@ def test_the_makefile_names_no_broker(every_variant: dict[str, dict[str, Any]]) 
     }
     named = sorted(address for address in addresses if address in text)
     assert not named, f"the Makefile hard-codes {named}"
-    dry = subprocess.run(
+    dry = run(
         ["make", "--no-print-directory", "-n", "topic", "dlq", "counts", "VARIANT=replicated"],
         cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert dry.returncode == 0, dry.stderr
     tool_calls = [line for line in dry.stdout.splitlines() if " kafka-cli " in line]
@@ -1064,13 +1041,9 @@ def test_the_makefile_names_no_broker(every_variant: dict[str, dict[str, Any]]) 
 
 def reset_commands(variant: str) -> list[list[str]]:
     """The `down --volumes` commands `make reset` would run with VARIANT=variant."""
-    dry = subprocess.run(
+    dry = run(
         ["make", "--no-print-directory", "-n", "reset", "CONFIRM=yes", f"VARIANT={variant}"],
         cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert dry.returncode == 0, dry.stderr
     commands = [line.split() for line in dry.stdout.splitlines() if " down " in line]
