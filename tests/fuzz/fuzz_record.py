@@ -492,8 +492,13 @@ SHORT.maxstring = SHORT.maxother = 400
 
 def short(item: Any) -> str:
     """``repr`` of a message or reject with long texts, bytes and numbers cut in the middle."""
-    if is_dataclass(item) and not isinstance(item, type):
-        parts = ", ".join(f"{f.name}={short(getattr(item, f.name))}" for f in fields(item))
+    names = (
+        [f.name for f in fields(item)]
+        if is_dataclass(item) and not isinstance(item, type)
+        else getattr(item, "_fields", None)  # a named tuple
+    )
+    if names is not None:
+        parts = ", ".join(f"{name}={short(getattr(item, name))}" for name in names)
         return f"{type(item).__name__}({parts})"
     if isinstance(item, tuple):
         return "(" + ", ".join(short(part) for part in item) + ("," if len(item) == 1 else "") + ")"

@@ -7,7 +7,6 @@ rows PostgreSQL makes of it.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -64,7 +63,7 @@ def test_the_statement_has_one_parameter_for_the_whole_batch() -> None:
 def test_a_value_json_cannot_carry_is_a_refusal_before_any_connection() -> None:
     """The record contract rejects lone surrogates first; if one slipped through, the batch is
     refused (and split to find it), never a crash. No server runs here: nothing connects."""
-    bad = replace(quote({"quote": "q", "character": "c"}), character="\ud800")
+    bad = quote({"quote": "q", "character": "c"})._replace(character="\ud800")
     sink = PostgresSink(PostgresConfig("127.0.0.1", 1, "none", "none", "none"))
     with pytest.raises(Refused):
         sink.write([bad])

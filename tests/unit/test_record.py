@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -294,7 +293,7 @@ def test_valid_quotes_are_accepted_and_hash_like_their_normalized_form(
     accepted = accept({"quote": padding + quote + padding, "character": character + padding})
     assert accepted.content_hash == content_hash(normalize(quote), normalize(character))
     plain = accept({"quote": normalize(quote), "character": normalize(character)})
-    assert replace(accepted, message=plain.message) == plain
+    assert accepted._replace(message=plain.message) == plain
 
 
 def _utf8(text: str) -> bool:

@@ -310,3 +310,28 @@ def test_one_shared_decoder_reads_and_refuses_as_json_loads_did(text: str | byte
     value = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     now = decoded(lambda v: record.decode(v, len(v) + 1), value)
     assert now == decoded(decode_as_before, value)
+
+
+@given(st.lists(st.one_of(st.text(max_size=60), st.sampled_from(["http://a/", "https://h:1/x"]))))
+@settings(max_examples=200, deadline=None)
+def test_a_remembered_url_verdict_is_the_parsers_verdict(images: list[str]) -> None:
+    """The image check remembers its answers: seen twice or once, every URL gets the verdict
+    the parser gives it fresh."""
+    for image in images + images:
+        assert record._is_known_http_url(image) == record._is_http_url(image)
+
+
+def test_the_remembered_url_checks_stay_bounded() -> None:
+    """At most ``maxsize`` URLs are remembered, and none past ``MAX_REMEMBERED_URL_CHARS``."""
+    long_url = "http://h/" + "p" * record.MAX_REMEMBERED_URL_CHARS
+    before = record._is_known_http_url.cache_info()
+    record.transform(
+        message(json.dumps({"quote": "q", "character": "c", "image": long_url}).encode()),
+        LIMIT,
+        NOW,
+    )
+    assert record._is_known_http_url.cache_info() == before
+    for number in range(1_100):
+        record._is_known_http_url(f"http://h{number}/")
+    info = record._is_known_http_url.cache_info()
+    assert info.currsize == info.maxsize == 1_024
