@@ -19,7 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.ui.browser import wait_for
+from tests.ui.browser import artifacts_dir, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_GROUP = "streamlab"  # pgadmin/servers.json
@@ -115,7 +115,13 @@ def pgadmin_query(
         found = {c.text for c in driver.find_elements(By.CSS_SELECTOR, "[role=gridcell]")}
         return found if rows_shown(found) else None
 
-    shown = wait_for("the query's rows in Data Output", cells)
+    try:
+        # Generous: on 2 busy cores pgAdmin's first query (connect, plan, render) can take long.
+        shown = wait_for("the query's rows in Data Output", cells, 60)
+    except AssertionError as error:
+        driver.save_screenshot(str(artifacts_dir() / "pgadmin-query-failed.png"))
+        said = driver.find_element(By.TAG_NAME, "body").text[-600:]
+        raise AssertionError(f"{error}; the Query Tool shows: {said!r}") from None
     driver.switch_to.default_content()
     # The "Successfully run" notice hides itself after a few seconds; the screenshot is
     # clearer without it over the last row (cosmetic: bounded, and not a failure).
