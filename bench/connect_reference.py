@@ -30,7 +30,7 @@ from native.servers.cache import build_once, cache_dir, unpack
 from native.servers.kafka import write_log4j, write_properties
 from native.servers.process import HarnessError, java, log, run
 from quotes_consumer.settings import load
-from quotes_consumer.sinks.postgres import COLUMN_NAMES, COLUMNS, to_row
+from quotes_consumer.sinks.postgres import COLUMNS, to_columns
 
 KAFKA_VERSION = "3.9.1"  # connect-runtime and connect-json: native/servers/connect/pom.xml
 POM = Path(__file__).resolve().parents[1] / "native" / "servers" / "connect" / "pom.xml"
@@ -87,7 +87,7 @@ def envelopes(topic: str, partitions: int) -> Source:
             if quote is None:
                 yield value
                 continue
-            row = dict(zip(COLUMN_NAMES, to_row(quote), strict=True))
+            row = to_columns(quote)
             for name in ("kafka_timestamp", "ingested_at"):
                 row[name] = row[name].isoformat() if row[name] is not None else None
             payload = json.dumps(row, separators=(",", ":"))

@@ -30,7 +30,7 @@ from quixstreams.sinks.community.postgresql import PostgreSQLSink
 from quotes_consumer.record import InvalidRecord, Message, transform
 from quotes_consumer.settings import Settings, load
 from quotes_consumer.sinks.mongo import to_document
-from quotes_consumer.sinks.postgres import COLUMN_NAMES, to_row
+from quotes_consumer.sinks.postgres import to_columns
 
 QUIX_TABLE = "quix_quotes"
 
@@ -64,7 +64,7 @@ class _Converter:
             return None
         if self.sink == "mongo":
             return to_document(quote, now)
-        return dict(zip(COLUMN_NAMES, to_row(quote), strict=True))
+        return to_columns(quote)
 
 
 def _document_id(item: Any) -> dict[str, Any]:

@@ -129,6 +129,12 @@ def to_row(quote: Quote) -> tuple[object, ...]:
     return _ROW(quote)
 
 
+def to_columns(quote: Quote) -> dict[str, object]:
+    """One quote as column name -> value: an object of the JSON payload (and the peers' rows in
+    the bench)."""
+    return dict(zip(COLUMN_NAMES, _ROW(quote), strict=True))
+
+
 def to_json(batch: Sequence[Quote]) -> str:
     """The batch as the INSERT's one parameter: a JSON array with one object per quote.
 
@@ -137,8 +143,7 @@ def to_json(batch: Sequence[Quote]) -> str:
     surrogates), so the server accepts every value this produces; orjson refuses a lone
     surrogate too, which the caller treats as a refusal of the batch.
     """
-    rows = [dict(zip(COLUMN_NAMES, _ROW(quote), strict=True)) for quote in batch]
-    return orjson.dumps(rows).decode()
+    return orjson.dumps([to_columns(quote) for quote in batch]).decode()
 
 
 @dataclass(frozen=True)
