@@ -1,10 +1,10 @@
-"""MongoDB sink: one unordered ``bulk_write`` of inserts per write.
+"""MongoDB sink: one unordered ``insert_many`` per write.
 
 Idempotent by ``_id``, which is the quote's identity: on a replay the insert of a document that
 is already there fails with a duplicate-key error, which this sink counts as written. Inserts
 rather than upserts, so that a replay changes nothing, not even ``ingested_at``.
 
-An unordered bulk write reports each refused document by its index and stores the others, so a
+An unordered insert reports each refused document by its index and stores the others, so a
 refusal here names exactly the refused records. MongoDB (and FerretDB) has no transaction to hold
 back on a standalone server, so a record PostgreSQL refused is withdrawn by deleting the document
 this batch inserted for it.
@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
+from bson import DatetimeMS
 from bson.errors import BSONError
-from pymongo import InsertOne, MongoClient
+from pymongo import MongoClient
 from pymongo.errors import (
     BulkWriteError,
     ConnectionFailure,
@@ -44,7 +45,7 @@ UNAVAILABLE_CODES = frozenset(
 )
 
 
-def to_document(quote: Quote, written_at: datetime) -> dict[str, Any]:
+def to_document(quote: Quote, written_at: datetime | DatetimeMS) -> dict[str, Any]:
     """The stored document: the API's own field names, the extras, and the enrichment."""
     message = quote.message
     document: dict[str, Any] = {
@@ -125,11 +126,16 @@ class MongoSink:
     def write(self, batch: Sequence[Quote]) -> None:
         if not batch:
             return
-        now = datetime.now(UTC)
+        # The same for every document: converted to BSON's milliseconds once, not per document
+        # (a timezone-aware datetime costs the encoder a call to its utcoffset()).
+        now = DatetimeMS(datetime.now(UTC))
         try:
-            requests = [InsertOne(to_document(quote, now)) for quote in batch]
+            documents = [to_document(quote, now) for quote in batch]
             with pymongo.timeout(self._call_timeout_s):
-                self._collection.bulk_write(requests, ordered=False)
+                # insert_many rather than bulk_write of InsertOne: the same command and the same
+                # BulkWriteError, without an InsertOne object and its checks for every document
+                # (about 1.5 us of CPU per record; bench/results).
+                self._collection.insert_many(documents, ordered=False)
         except BulkWriteError as error:
             self._raise_for(error)
         except (PyMongoError, BSONError) as error:
