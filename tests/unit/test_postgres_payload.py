@@ -1,4 +1,5 @@
-"""The PostgreSQL sink's payload: one JSON array per batch that json_to_recordset reads back.
+"""The PostgreSQL sink's payload: one JSON array per batch, an array of values per row, that the
+INSERT reads back by position.
 
 No server here: these check what the client sends. tests/integration/test_sinks.py checks the
 rows PostgreSQL makes of it.
@@ -15,6 +16,7 @@ from quotes_consumer.record import Message, Quote, transform
 from quotes_consumer.sinks import Refused
 from quotes_consumer.sinks.postgres import (
     COLUMN_NAMES,
+    COLUMNS,
     INSERT,
     PostgresConfig,
     PostgresSink,
@@ -39,8 +41,8 @@ def test_every_column_goes_with_its_value_and_dates_keep_their_microseconds() ->
             "characterDirection": "Left",
         }
     )
-    [row] = json.loads(to_json([accepted]))
-    assert list(row) == list(COLUMN_NAMES), "json_to_recordset matches keys to column names"
+    [values] = json.loads(to_json([accepted]))
+    row = dict(zip(COLUMN_NAMES, values, strict=True))  # the INSERT reads each by its position
     for name, value in zip(COLUMN_NAMES, to_row(accepted), strict=True):
         if isinstance(value, datetime):
             assert datetime.fromisoformat(row[name]) == value
@@ -51,13 +53,17 @@ def test_every_column_goes_with_its_value_and_dates_keep_their_microseconds() ->
 
 def test_absent_values_are_null() -> None:
     accepted = quote({"quote": "q", "character": "c"}, timestamp_ms=None)
-    [row] = json.loads(to_json([accepted]))
+    [values] = json.loads(to_json([accepted]))
+    row = dict(zip(COLUMN_NAMES, values, strict=True))
     assert row["kafka_timestamp"] is None and row["image"] is None and row["message_id"] is None
 
 
 def test_the_statement_has_one_parameter_for_the_whole_batch() -> None:
-    assert INSERT.count("%s") == 1 and "json_to_recordset(%s)" in INSERT
+    assert INSERT.count("%s") == 1 and "jsonb_array_elements(%s::jsonb)" in INSERT
     assert all(f'"{name}"' in INSERT for name in COLUMN_NAMES)
+    # Each column is read from its own position of the row's array, cast to its own type.
+    for index, (_, kind, _) in enumerate(COLUMNS):
+        assert f"(r ->> {index})::{kind}" in INSERT
 
 
 def test_a_value_json_cannot_carry_is_a_refusal_before_any_connection() -> None:
