@@ -45,6 +45,8 @@ with atheris.instrument_imports(include=["quotes_consumer"], enable_loader_overr
     from quotes_consumer import deadletter, record
     from quotes_consumer.sinks import mongo, postgres
 
+from tests import json_parity
+
 CORPUS = Path(__file__).resolve().parent / "corpus"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 LIMIT = 65_536
@@ -399,6 +401,9 @@ def message(fdp: atheris.FuzzedDataProvider, value_bytes: bytes | None) -> recor
 def check_record(message_: record.Message, max_bytes: int, refusal: str) -> None:
     """Transform one message, check what comes out, and dead-letter it."""
     explain(f"transform({short(message_)}, max_bytes={max_bytes}, now=NOW)")
+    # orjson first, the standard library where orjson refuses: one outcome either way.
+    fast = json_parity.outcome(record.decode, message_.value, max_bytes)
+    assert fast == json_parity.outcome(record.decode_stdlib, message_.value, max_bytes), fast
     try:
         quote = record.transform(message_, max_bytes, NOW)
     except record.InvalidRecord as error:

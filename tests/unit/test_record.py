@@ -26,6 +26,7 @@ from quotes_consumer.record import (
 )
 from quotes_consumer.sinks.mongo import to_document
 from quotes_consumer.sinks.postgres import COLUMNS, to_json, to_row
+from tests import json_parity
 
 TIMESTAMP_MS = 1_700_000_000_123
 
@@ -383,6 +384,61 @@ def test_any_whole_record_is_a_storable_quote_or_a_reasoned_rejection(whole: Mes
     if quote is not None:
         assert quote.kafka_timestamp is None or quote.kafka_timestamp.tzinfo is UTC
         assert quote.identity.startswith("quotes:")
+
+
+# --- Two parsers, one outcome ---------------------------------------------------------------
+
+
+def spliced(value: bytes, at: int, cut: int, insert: bytes) -> bytes:
+    """``value`` with ``cut`` bytes at ``at`` replaced by ``insert``: a near miss of JSON."""
+    at %= len(value) + 1
+    return value[:at] + insert + value[at + cut :]
+
+
+documents = st.builds(dumps, candidate_records | json_values, st.booleans())
+near_misses = st.builds(
+    spliced,
+    documents,
+    st.integers(0, 400),
+    st.integers(0, 3),
+    st.binary(max_size=3) | st.sampled_from([b"\xef\xbb\xbf", b"\\ud800", b"0" * 19, b"\\u"]),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    value=st.binary(max_size=200) | documents | near_misses,
+    max_bytes=st.sampled_from([LIMIT, 8]),
+)
+def test_orjson_and_the_standard_library_decode_every_input_alike(
+    value: bytes, max_bytes: int
+) -> None:
+    """decode reads with orjson and falls back to decode_stdlib: the same document, with the
+    same type for every number and the same key order, or the same reason and detail."""
+    fast = json_parity.outcome(record.decode, value, max_bytes)
+    assert fast == json_parity.outcome(record.decode_stdlib, value, max_bytes)
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [b"9223372036854775808", b"-9223372036854775809", b"18446744073709551616", b"9" * 30],
+)
+def test_an_integer_beyond_64_bits_is_out_of_range_not_a_float(literal: bytes) -> None:
+    """orjson would read these as floats, and a float of that size is storable; json keeps
+    them exact, and the contract refuses them. A long run of digits goes to json."""
+    value = b'{"quote": "q", "character": "c", "n": ' + literal + b"}"
+    assert reason_for(value) == "out_of_range"
+
+
+def test_a_plain_record_is_read_by_orjson_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path is taken: without it the property above holds, and the time is lost."""
+
+    def refuse(value: bytes | None, max_bytes: int) -> dict[str, Any]:
+        raise AssertionError("read by the standard library")
+
+    monkeypatch.setattr(record, "decode_stdlib", refuse)
+    document = {"quote": "q", "character": "c", "n": -(10**17), "f": 0.5, "l": [None, True]}
+    assert accept(document).extra == {"n": -(10**17), "f": 0.5, "l": [None, True]}
 
 
 def test_every_reason_the_contract_raises_is_listed_and_documented() -> None:
