@@ -30,7 +30,7 @@ def test_defaults_fill_everything_optional() -> None:
     assert settings.postgres_port == 5432
     assert settings.mongo_db == "quotes"
     assert settings.mongo_collection == "quotes"
-    assert settings.consumer_batch_size == 500
+    assert settings.consumer_batch_size == 1000
     assert settings.consumer_metrics_port == 8000
     assert settings.log_level == "INFO"
 

@@ -145,7 +145,11 @@ SPEC: tuple[Setting, ...] = (
     Setting("MONGO_URI", _mongo_uri, REQUIRED, "MongoDB connection URI", secret=True),
     Setting("MONGO_DB", _text, "quotes", "MongoDB database"),
     Setting("MONGO_COLLECTION", _text, "quotes", "MongoDB collection"),
-    Setting("CONSUMER_BATCH_SIZE", _int_between(1, 100_000), 500, "records per batch"),
+    # Each batch costs a Kafka commit, a transaction, a MongoDB round trip and a dead-letter flush
+    # whatever its size: at 1,000 rather than 500 records the consumer spent about 4 us less CPU
+    # per record, for about 6 MB more memory. At a low rate CONSUMER_BATCH_TIMEOUT_MS closes a
+    # batch long before it is full, and CONSUMER_BATCH_MAX_BYTES bounds one of large records.
+    Setting("CONSUMER_BATCH_SIZE", _int_between(1, 100_000), 1000, "records per batch"),
     Setting(
         "CONSUMER_BATCH_TIMEOUT_MS",
         _int_between(1, 600_000),
