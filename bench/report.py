@@ -164,28 +164,37 @@ def cpu_medians(usages: Sequence[CpuUsage]) -> dict[str, float]:
     return found
 
 
+def timed_cpu(runs: Sequence[Run]) -> tuple[float, dict[str, float], int] | None:
+    """The median rate and cores (``cpu_medians``) of the runs that have a CPU figure, and the
+    machine's CPU count; runs shorter than the CPU window have none (bench/cpu.py)."""
+    timed = [r for r in runs if r.cpu is not None and r.cpu.cores]
+    if not timed:
+        return None
+    usages = [r.cpu for r in timed if r.cpu is not None]
+    return _of(timed, "throughput"), cpu_medians(usages), usages[0].cpus
+
+
 def _cpu_section(results: Results) -> list[str]:
     rows: list[list[str]] = []
 
-    def row(records: int, run: str, rate: float, usages: Iterable[CpuUsage | None]) -> None:
-        found = [u for u in usages if u is not None and u.cores]
-        if found:
-            used = cpu_medians(found)
-            rows.append(
-                [f"{records:,}", run, _num(rate), f"{_num(used['machine'], 2)} of {found[0].cpus}"]
-                + [
-                    f"{_num(100 * used[name], 0)} % ({_num(used[name] / rate * 1e6, 0)} µs)"
-                    for name in (CONSUMER, *GROUPS)
-                ]
-            )
+    def row(records: int, run: str, rate: float, used: dict[str, float], cpus: int) -> None:
+        rows.append(
+            [f"{records:,}", run, _num(rate), f"{_num(used['machine'], 2)} of {cpus}"]
+            + [
+                f"{_num(100 * used[name], 0)} % ({_num(used[name] / rate * 1e6, 0)} µs)"
+                for name in (CONSUMER, *GROUPS)
+            ]
+        )
 
     for size in results.sizes:
         for mode, runs in size.consumer.items():
-            timed = [r for r in runs if r.cpu is not None]
-            row(size.size, f"consumer, {mode}", _of(timed, "throughput"), [r.cpu for r in timed])
-        if size.ceilings.get("concurrent"):
+            if cpu := timed_cpu(runs):
+                rate, used, cpus = cpu
+                row(size.size, f"consumer, {mode}", rate, used, cpus)
+        usages = [u for u in size.concurrent_cpu if u.cores]
+        if size.ceilings.get("concurrent") and usages:
             rate = size.median_ceiling("concurrent")
-            row(size.size, "raw, both databases at once", rate, size.concurrent_cpu)
+            row(size.size, "raw, both databases at once", rate, cpu_medians(usages), usages[0].cpus)
     if not rows:
         return []
     columns = ["records:", "run", "records/s:", "CPUs busy:", "consumer (or raw clients):"]
@@ -414,12 +423,11 @@ def targets(results: Results) -> list[Target]:
             )
         )
     for size in results.sizes:
-        # Runs shorter than the CPU window have no CPU figure (bench/cpu.py, MIN_WINDOW_S).
-        timed = [r for r in size.consumer.get("both", []) if r.cpu is not None and r.cpu.cores]
-        if not timed:
+        cpu = timed_cpu(size.consumer.get("both", []))
+        if cpu is None:
             continue
-        cores = cpu_medians([r.cpu for r in timed if r.cpu is not None])[CONSUMER]
-        per_record = cores / _of(timed, "throughput") * 1e6
+        rate, used, _ = cpu
+        per_record = used[CONSUMER] / rate * 1e6  # the CPU table's figure
         found.append(
             Target(
                 f"{size.size:,}: consumer CPU per record, both databases",
