@@ -172,9 +172,8 @@ def connect_run(ctx: Context, topic: str, total: int) -> Run:
     child = Child(
         ctx, f"connect-{total}", ["-m", "bench.connect_reference", "--home", str(home)], topic
     )
-    groups = [f"connect-{child.group}-{name}" for name in CONNECTORS]
+    groups = [ctx.scratch.adopt_group(f"connect-{child.group}-{name}") for name in CONNECTORS]
     needed = _committable(total, ctx.partitions)
-    ctx.scratch._groups.extend(groups)  # deleted with the bench's own groups
     try:
         with ctx.bar(total, "Kafka Connect") as bar:
 

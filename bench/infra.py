@@ -81,7 +81,11 @@ class Scratch:
 
     def group(self, prefix: str) -> str:
         """A group id to delete afterwards; Kafka creates the group on the first join."""
-        name = unique(prefix)
+        return self.adopt_group(unique(prefix))
+
+    def adopt_group(self, name: str) -> str:
+        """A group id named by someone else (a Kafka Connect worker names its connectors'
+        groups), deleted afterwards with the bench's own."""
         self._groups.append(name)
         return name
 
