@@ -46,15 +46,21 @@ def unpack(archive: Path, into: Path) -> None:
             tar.extractall(into, filter="data")
             return
         for member in tar.getmembers():
-            target = (into / member.name).resolve()
-            linked = (target.parent / member.linkname).resolve() if member.issym() else target
-            if member.islnk():
-                linked = (into / member.linkname).resolve()
-            if member.isdev() or not all(
-                path == into or into in path.parents for path in (target, linked)
-            ):
+            if member.isdev() or not _stays_inside(into, member):
                 raise HarnessError(f"{archive.name}: refusing {member.name!r}: outside {into}")
         tar.extractall(into)
+
+
+def _stays_inside(into: Path, member: tarfile.TarInfo) -> bool:
+    """Whether ``member``, and what it links to if it is a link, both land inside ``into``."""
+    target = (into / member.name).resolve()
+    if member.issym():  # relative to the directory the link sits in
+        points_to = (target.parent / member.linkname).resolve()
+    elif member.islnk():  # a hard link names another member of the archive
+        points_to = (into / member.linkname).resolve()
+    else:
+        points_to = target
+    return all(path == into or into in path.parents for path in (target, points_to))
 
 
 def install_command(module: str, install: Callable[[], object], argv: list[str] | None) -> int:
