@@ -26,7 +26,7 @@ from bench.infra import Context
 from bench.results import Run
 from bench.runs import Child, WaitTimeout
 from bench.workload import Source, _transformed, counts, is_valid, publish, values
-from native.servers.cache import build_once, cache_dir, unpack
+from native.servers.cache import build_once, cache_dir, install_command, unpack
 from native.servers.kafka import write_log4j, write_properties
 from native.servers.process import HarnessError, java, log, run
 from quotes_consumer.settings import load
@@ -97,7 +97,12 @@ def envelopes(topic: str, partitions: int) -> Source:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.connect_reference")
+    if argv == ["install"]:  # fill the cache ahead of a first `make bench`
+        return install_command("bench.connect_reference", install, argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.connect_reference",
+        epilog="python -m bench.connect_reference install: fetch the jars into the cache only",
+    )
     parser.add_argument("--home", type=Path, required=True, help="settings and offsets go here")
     home = parser.parse_args(argv).home
     settings, install_dir = load(os.environ), install()
