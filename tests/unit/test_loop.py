@@ -195,6 +195,23 @@ def test_transform_all_splits_valid_from_rejected_and_keeps_the_original() -> No
     ]
 
 
+def test_every_part_of_the_clients_record_lands_in_its_own_field() -> None:
+    """to_message builds Message by position: each part of the record, told apart by value."""
+    polled = ConsumerRecord(
+        TOPIC, 2, -1, 41, 1_700_000_000_123, 0, b"k", b"v", [("uuid", b"u")], None, 1, 1, 1
+    )
+    message = to_message(polled)
+    assert message._asdict() == {
+        "topic": TOPIC,
+        "partition": 2,
+        "offset": 41,
+        "timestamp_ms": 1_700_000_000_123,
+        "key": b"k",
+        "value": b"v",
+        "headers": (("uuid", b"u"),),
+    }
+
+
 def test_a_far_future_timestamp_is_stored_as_null_not_a_crash() -> None:
     messages = [to_message(record(0, 1, timestamp=10**15))]
     quotes, rejects = transform_all(messages, 1024)

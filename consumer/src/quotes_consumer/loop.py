@@ -657,14 +657,16 @@ def next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, Offs
 def to_message(record: ConsumerRecord) -> Message:
     """The client's record as plain data; the timestamp is kept only if it is an integer."""
     timestamp = record.timestamp if isinstance(record.timestamp, int) else None
+    # Positional, in Message's field order (topic, partition, offset, timestamp_ms, key, value,
+    # headers): keywords cost a named tuple about 0.3 us more per record.
     return Message(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp_ms=timestamp,
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers or ()),
+        record.topic,
+        record.partition,
+        record.offset,
+        timestamp,
+        record.key,
+        record.value,
+        tuple(record.headers or ()),
     )
 
 

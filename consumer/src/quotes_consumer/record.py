@@ -275,19 +275,21 @@ def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
             raise InvalidRecord("reserved_field", f"field {key!r} is set by the consumer")
         _check_field_name(key, (key,))
         _check_storable(item, (key,), depth=1)
+    # Positional, in the order Quote declares its fields: keywords cost a named tuple about
+    # 0.3 us more per record. tests/unit/test_record.py checks every field by name.
     return Quote(
-        message=message,
-        message_id=identifier,
-        identity=identity(message, identifier),
-        kafka_timestamp=kafka_timestamp(message.timestamp_ms),
-        quote=quote,
-        character=character,
-        image=image,
-        character_direction=direction,
-        content_hash=content_hash(quote, character),
-        word_count=quote.count(" ") + 1,  # normalized: one space between words
-        ingested_at=now,
-        extra=extra,
+        message,
+        identifier,  # message_id
+        identity(message, identifier),
+        kafka_timestamp(message.timestamp_ms),
+        quote,
+        character,
+        image,
+        direction,  # character_direction
+        content_hash(quote, character),
+        quote.count(" ") + 1,  # word_count; normalized: one space between words
+        now,  # ingested_at
+        extra,
     )
 
 
