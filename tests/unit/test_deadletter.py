@@ -3,6 +3,8 @@ size that Kafka always accepts, whatever the source record's sizes."""
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,6 +12,7 @@ from quotes_consumer.deadletter import (
     MAX_CONTEXT_CHARS,
     MAX_DEAD_LETTER_BYTES,
     MAX_ERROR_CHARS,
+    DeadLetterPublisher,
     Reject,
     dead_letter,
 )
@@ -140,3 +143,15 @@ def test_any_reject_gives_a_dead_letter_that_encodes_and_fits(
     assert marks["dlq.reason"] == reason[:MAX_CONTEXT_CHARS].encode("utf-8", "backslashreplace")
     assert len(marks["dlq.error"]) <= 6 * MAX_ERROR_CHARS
     assert (letter.value != value) == ("dlq.value.truncated.from" in marks)
+
+
+def test_closing_does_not_wait_for_a_producer_still_bootstrapping() -> None:
+    """Kafka away since startup: the background connect waits up to the publish deadline (here
+    30 s) to bootstrap, and a SIGTERM meanwhile must still end the process within seconds.
+    Nothing listens on port 9: the connection is refused at once, and retried."""
+    publisher = DeadLetterPublisher("127.0.0.1:9", "quotes.dlq", "group", timeout_s=30.0)
+    publisher.connect_soon()
+    time.sleep(0.2)  # the connect thread holds the producer's lock by now
+    started = time.monotonic()
+    publisher.close(timeout_s=0.5)
+    assert time.monotonic() - started < 5.0

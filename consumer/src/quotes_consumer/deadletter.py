@@ -218,11 +218,18 @@ class DeadLetterPublisher:
             raise DeadLetterError(f"dead-letter topic {self.topic}: {error}") from error
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Close; with Kafka away, records still pending make the client refuse to close, and
-        the process is about to end anyway."""
-        with self._lock:
+        """Close within ``timeout_s``; with Kafka away, records still pending make the client
+        refuse to close, and the process is about to end anyway. A producer still being built
+        (Kafka away since startup: it waits up to the publish deadline to bootstrap) is not
+        waited for: its thread ends with the process."""
+        if not self._lock.acquire(timeout=timeout_s):
+            log.info("dead-letter producer still connecting; not waited for")
+            return
+        try:
             if self._producer is not None:
                 try:
                     self._producer.close(timeout=timeout_s)
                 except KafkaError as error:
                     log.info("dead-letter producer not closed cleanly: %s", error)
+        finally:
+            self._lock.release()
