@@ -14,9 +14,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from quotes_consumer.deadletter import Reject
-from quotes_consumer.delivery import Delivery, InFlight, Stopped
+from quotes_consumer.delivery import Delivery, InFlight, Stopped, held_by_all
 from quotes_consumer.health import Health, Metrics
 from quotes_consumer.record import Message, Quote, transform
 from quotes_consumer.sinks import Refused, SinkError, Unavailable
@@ -462,3 +464,24 @@ def test_close_ends_every_thread_of_the_delivery_and_takes_no_more_batches() -> 
     assert [thread.name for thread in threads if thread.is_alive()] == []
     with pytest.raises(RuntimeError, match="closed"):
         delivery.start(quotes(1), [])
+
+
+@given(
+    kept=st.lists(st.lists(st.booleans(), min_size=12, max_size=12), min_size=1, max_size=3),
+    repeats=st.booleans(),
+)
+def test_keep_is_what_every_sink_holds_in_batch_order(
+    kept: list[list[bool]], repeats: bool
+) -> None:
+    """held_by_all, shortcut included, against its definition: each sink holds a sub-list of
+    the batch (the quotes it wrote), and keep is every quote whose identity all of them hold.
+    With ``repeats``, one message id comes in two partitions: two quotes, one identity."""
+    batch = quotes(12, partitions=3)
+    if repeats:
+        batch[7] = batch[7]._replace(identity=batch[2].identity)
+    results = {
+        f"sink-{n}": ([q for q, keep in zip(batch, flags, strict=True) if keep], {})
+        for n, flags in enumerate(kept)
+    }
+    common = set.intersection(*({q.identity for q in held} for held, _ in results.values()))
+    assert held_by_all(batch, results) == [q for q in batch if q.identity in common]

@@ -392,7 +392,14 @@ class Written:
 
 
 def held_by_all(quotes: Sequence[Quote], results: dict[str, Phase1]) -> list[Quote]:
-    """``keep``: the quotes every sink holds, in batch order."""
+    """``keep``: the quotes every sink holds, in batch order.
+
+    What a sink holds is a sub-list of ``quotes`` (``SinkSteps.write`` keeps the ones it wrote,
+    in order), so a sink that holds as many holds them all: the usual batch, nothing refused or
+    revoked, is answered without building a set per sink.
+    """
+    if all(len(held) == len(quotes) for held, _ in results.values()):
+        return list(quotes)
     held = [{q.identity for q in quotes} for quotes, _ in results.values()]
     common = set.intersection(*held) if held else set()
     return [q for q in quotes if q.identity in common]
