@@ -16,16 +16,33 @@ from quotes_consumer.record import InvalidRecord
 Decoder = Callable[[bytes | None, int], dict[str, Any]]
 
 
-def typed(value: Any) -> Any:
-    """``value`` with every item tagged by its type, floats by their exact bits, and objects
-    as their ordered (key, value) pairs, since key order reaches the stored document."""
-    if isinstance(value, dict):
-        return ("object", [(key, typed(item)) for key, item in value.items()])
-    if isinstance(value, list):
-        return ("array", [typed(item) for item in value])
-    if isinstance(value, float):
-        return ("float", value.hex())
-    return (type(value).__name__, value)
+class _Key(str):
+    """An object's key on the walk's stack, told apart from a string value."""
+
+
+def typed(value: Any) -> list[tuple[str, Any]]:
+    """``value`` as a list of tokens, in document order: each container with its length, each
+    object key, and each scalar with its type (floats by their exact bits). Objects keep their
+    key order, since it reaches the stored document. A walk with a stack, not recursion: a
+    record may nest as deep as either parser goes (orjson: 1,024 levels)."""
+    tokens: list[tuple[str, Any]] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Key):
+            tokens.append(("key", str(item)))
+        elif isinstance(item, dict):
+            tokens.append(("object", len(item)))
+            for key, child in reversed(item.items()):
+                stack += [child, _Key(key)]
+        elif isinstance(item, list):
+            tokens.append(("array", len(item)))
+            stack += reversed(item)
+        elif isinstance(item, float):
+            tokens.append(("float", item.hex()))
+        else:
+            tokens.append((type(item).__name__, item))
+    return tokens
 
 
 def outcome(decoder: Decoder, value: bytes | None, max_bytes: int) -> tuple[Any, ...]:

@@ -419,6 +419,20 @@ def test_orjson_and_the_standard_library_decode_every_input_alike(
     assert fast == json_parity.outcome(record.decode_stdlib, value, max_bytes)
 
 
+@pytest.mark.parametrize("depth", [31, 33, 900, 1_100, 5_000])
+def test_a_deeply_nested_document_decodes_alike_with_both_parsers(depth: int) -> None:
+    """Found by the fuzzer: a document nested hundreds of levels deep (orjson reads 1,024,
+    json about 1,000 before its recursion limit) compared alike, or failed alike, only once
+    the comparison itself stopped recursing. Past MAX_DEPTH the contract refuses it anyway."""
+    value = b'{"quote": "q", "character": "c", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    fast = json_parity.outcome(record.decode, value, LIMIT)
+    assert fast == json_parity.outcome(record.decode_stdlib, value, LIMIT)
+    if depth < record.MAX_DEPTH:
+        assert accept(json.loads(value)).extra["deep"] is not None
+    else:
+        assert reason_for(value) in {"too_deep", "invalid_json"}
+
+
 @pytest.mark.parametrize(
     "literal",
     [b"9223372036854775808", b"-9223372036854775809", b"18446744073709551616", b"9" * 30],
