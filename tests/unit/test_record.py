@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,34 @@ def test_a_deeply_nested_document_decodes_alike_with_both_parsers(depth: int) ->
         assert accept(json.loads(value)).extra["deep"] is not None
     else:
         assert reason_for(value) in {"too_deep", "invalid_json"}
+
+
+def called_deeper(frames: int, call: Callable[[], Any]) -> Any:
+    """``call()``, made ``frames`` calls further down the stack."""
+    return call() if frames == 0 else called_deeper(frames - 1, call)
+
+
+@pytest.mark.parametrize("depth", [499, 500, 501, 960, 990, 1_000])
+def test_a_deep_document_gets_one_verdict_wherever_it_is_decoded(depth: int) -> None:
+    """Found by the fuzzer: json's nesting limit is the recursion limit counted from its caller,
+    so a document about 1,000 levels deep was refused as invalid_json from one caller and
+    read (then refused as too_deep) from a deeper or shallower one. Past MAX_JSON_NESTING
+    levels it is refused before json reads it; below, json has room from any sane caller."""
+    value = b'{"quote": "q", "character": "c", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    verdicts = [
+        called_deeper(frames, lambda: json_parity.outcome(record.decode_stdlib, value, LIMIT))
+        for frames in (0, 100, 300)
+    ]
+    verdict = verdicts[0]
+    assert verdicts == [verdict] * 3
+    levels = depth + 1  # the record's own object is a level too
+    expected = ("rejected", "invalid_json") if levels > record.MAX_JSON_NESTING else ("decoded",)
+    assert verdict[: len(expected)] == expected
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = "[" * 2 * record.MAX_JSON_NESTING
+    assert accept({"quote": text, "character": "c", "n": {"s": '"\\' + text}}).quote == text
 
 
 @pytest.mark.parametrize(

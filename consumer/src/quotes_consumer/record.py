@@ -41,6 +41,12 @@ MAX_DEPTH = 32
 # to 640; no integer beyond 19 digits fits 64 bits, so 640 is far enough and holds whatever the
 # process's setting.
 MAX_INTEGER_DIGITS = 640
+# Levels of nesting that decode_stdlib reads. json's own limit is the interpreter's recursion
+# limit counted from wherever it is called, so a record about 1,000 levels deep was refused or
+# not depending on the call stack (found by the fuzzer). Past this many levels it is refused
+# before json reads it, the same way from any caller; a record deeper than MAX_DEPTH is refused
+# anyway, as too_deep.
+MAX_JSON_NESTING = 500
 # What no URL holds unescaped: whitespace (``str.isspace``, which ``\s`` matches in a str
 # pattern) and control characters (category Cc: C0, DEL and C1).
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -250,11 +256,13 @@ def decode_stdlib(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     try:
         if text.startswith("\ufeff"):  # as json.loads refuses it, before decoding
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        if _nests_too_deep(text):
+            raise RecursionError  # what json would raise, at a depth that does not move
         document = _JSON.decode(text)
     except json.JSONDecodeError as error:
         detail = f"{error.msg} at line {error.lineno} col {error.colno}"
         raise InvalidRecord("invalid_json", detail) from None
-    except RecursionError:
+    except RecursionError:  # also json's own, should a process set a lower recursion limit
         raise InvalidRecord("invalid_json", "nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidRecord("not_an_object", f"expected a JSON object, got {_json_type(document)}")
@@ -291,6 +299,33 @@ def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
         now,  # ingested_at
         extra,
     )
+
+
+def _nests_too_deep(text: str) -> bool:
+    """Whether the text's brackets nest deeper than MAX_JSON_NESTING, outside strings. A text
+    with fewer opening brackets cannot (a quote has one) and is not walked; the walk is
+    linear, whatever the text."""
+    if text.count("[") + text.count("{") <= MAX_JSON_NESTING:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_NESTING:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 # --- JSON numbers --------------------------------------------------------------------------------
