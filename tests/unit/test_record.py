@@ -458,6 +458,43 @@ def test_a_deep_document_gets_one_verdict_wherever_it_is_decoded(depth: int) -> 
     assert verdict[: len(expected)] == expected
 
 
+def nesting_by_walking(text: str) -> int:
+    """The definition: walk the text one character at a time, strings and escapes included."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+# Brackets, punctuation and string literals holding brackets, quotes and backslashes: JSON's
+# shapes, valid or not. (A backslash outside a string is not JSON: json refuses such a text
+# whatever the check says.)
+json_ish = st.lists(
+    st.sampled_from(list("[]{}:,a "))
+    | st.text(st.sampled_from('[]{}"\\a'), max_size=6).map(json.dumps),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=json_ish, limit=st.integers(0, 6))
+def test_the_nesting_check_agrees_with_a_walk_over_the_text(text: str, limit: int) -> None:
+    """_nests_too_deep works on whole strings (no Python step per character) and is held here
+    to a plain walk, at small limits so that short texts reach them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(record, "MAX_JSON_NESTING", limit)
+        assert record._nests_too_deep(text) == (nesting_by_walking(text) > limit)
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     text = "[" * 2 * record.MAX_JSON_NESTING
     assert accept({"quote": text, "character": "c", "n": {"s": '"\\' + text}}).quote == text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -302,30 +303,24 @@ def transform(message: Message, max_bytes: int, now: datetime) -> Quote:
 
 
 def _nests_too_deep(text: str) -> bool:
-    """Whether the text's brackets nest deeper than MAX_JSON_NESTING, outside strings. A text
-    with fewer opening brackets cannot (a quote has one) and is not walked; the walk is
-    linear, whatever the text."""
+    """Whether the text's brackets nest deeper than MAX_JSON_NESTING, outside strings.
+
+    A text with fewer opening brackets cannot (a quote has one). Otherwise, with every escaped
+    backslash and escaped quote taken out, each quote left opens or closes a string, so every
+    other piece between quotes is outside strings; the depth is the running sum of its
+    brackets. String methods, a regular expression without backtracking and ``accumulate``:
+    linear, and no Python step per character.
+    """
     if text.count("[") + text.count("{") <= MAX_JSON_NESTING:
         return False
-    depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > MAX_JSON_NESTING:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
+    unescaped = text.replace("\\\\", "").replace('\\"', "")
+    brackets = _NOT_A_BRACKET.sub("", "".join(unescaped.split('"')[::2]))
+    depths = itertools.accumulate(map(_NESTING_STEP.__getitem__, brackets))
+    return max(depths, default=0) > MAX_JSON_NESTING
+
+
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_NESTING_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 # --- JSON numbers --------------------------------------------------------------------------------
